@@ -1,0 +1,71 @@
+"""Where the pipeline's systems are, read from the environment.
+
+Every endpoint and secret comes from an environment variable; unset means the embedded
+default (the SparkLayer simulator on loopback, a SQLite reference ERP and a DuckDB audit file
+under ``data/``). This module is the only place that reads these variables, so the README's
+configuration table and this file must agree.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Demo values the embedded simulator accepts when the SPARKLAYER_* variables are unset.
+# They protect nothing: the simulator only listens on loopback.
+DEMO_SITE_ID = "demo-site"
+DEMO_CLIENT_ID = "b2b-pipeline-demo"
+DEMO_CLIENT_SECRET = "demo-secret-not-for-production"
+SIMULATOR_HOST = "127.0.0.1"
+SIMULATOR_PORT = 8765
+
+
+def data_dir() -> Path:
+    """The folder for generated files (``B2B_DATA_DIR``, default ``./data``)."""
+    return Path(os.environ.get("B2B_DATA_DIR") or "data").resolve()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Connection settings for the portal, the ERP, the audit store and alerts."""
+
+    data_dir: Path
+    sparklayer_base_url: str
+    sparklayer_site_id: str
+    sparklayer_client_id: str
+    # repr=False: a Settings object printed in a log or a traceback must not show the secret.
+    sparklayer_client_secret: str = field(repr=False)
+    erp_database_url: str
+    audit_db: Path
+    alert_webhook_url: str | None = field(default=None, repr=False)
+    mappings_path: Path | None = None
+    # Client-side pacing of SparkLayer calls; SparkLayer publishes no numeric limit.
+    sparklayer_requests_per_second: float = 20.0
+
+    @property
+    def uses_embedded_portal(self) -> bool:
+        return "SPARKLAYER_BASE_URL" not in os.environ or not os.environ["SPARKLAYER_BASE_URL"]
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        base = data_dir()
+        audit = env.get("B2B_AUDIT_DB") or str(base / "audit.duckdb")
+        mappings = env.get("B2B_MAPPINGS")
+        return cls(
+            data_dir=base,
+            sparklayer_base_url=(
+                env.get("SPARKLAYER_BASE_URL") or f"http://{SIMULATOR_HOST}:{SIMULATOR_PORT}"
+            ).rstrip("/"),
+            sparklayer_site_id=env.get("SPARKLAYER_SITE_ID") or DEMO_SITE_ID,
+            sparklayer_client_id=env.get("SPARKLAYER_CLIENT_ID") or DEMO_CLIENT_ID,
+            sparklayer_client_secret=env.get("SPARKLAYER_CLIENT_SECRET") or DEMO_CLIENT_SECRET,
+            erp_database_url=env.get("ERP_DATABASE_URL") or f"sqlite:///{base / 'erp.sqlite'}",
+            audit_db=Path(audit),
+            alert_webhook_url=env.get("B2B_ALERT_WEBHOOK_URL") or None,
+            mappings_path=Path(mappings) if mappings else None,
+            sparklayer_requests_per_second=float(
+                env.get("SPARKLAYER_REQUESTS_PER_SECOND") or 20.0
+            ),
+        )
