@@ -65,7 +65,5 @@ class Settings:
             audit_db=Path(audit),
             alert_webhook_url=env.get("B2B_ALERT_WEBHOOK_URL") or None,
             mappings_path=Path(mappings) if mappings else None,
-            sparklayer_requests_per_second=float(
-                env.get("SPARKLAYER_REQUESTS_PER_SECOND") or 20.0
-            ),
+            sparklayer_requests_per_second=float(env.get("SPARKLAYER_REQUESTS_PER_SECOND") or 20.0),
         )

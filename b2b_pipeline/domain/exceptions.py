@@ -38,58 +38,142 @@ REASONS: dict[str, Reason] = {
     r.code: r
     for r in [
         # Orders
-        Reason("PRICE_MISMATCH", Category.PRICING, "finance",
-               "Compare the portal and ERP totals; approve with the ERP price or the portal "
-               "price, or fix the price list and retry."),
-        Reason("NO_ERP_PRICE", Category.PRICING, "ecommerce",
-               "Add the SKU to the account's ERP price list, then retry the order."),
-        Reason("UNMAPPED_ACCOUNT", Category.MAPPING, "account manager",
-               "Approve with the ERP account code for this company (the portal is updated and "
-               "the order retried), or create the ERP account first."),
-        Reason("UNKNOWN_ACCOUNT", Category.MAPPING, "account manager",
-               "The portal's accounting_id names no ERP account: correct it in the portal or "
-               "approve with the right account code."),
-        Reason("UNKNOWN_SKU", Category.MAPPING, "ecommerce",
-               "Create the product in the ERP (or correct the SKU in the portal), then retry."),
-        Reason("UNMAPPED_TAX_CODE", Category.MAPPING, "finance",
-               "Add the ERP tax code to tax_codes in the mapping file, then retry."),
-        Reason("TAX_TREATMENT_MISMATCH", Category.MAPPING, "finance",
-               "The portal and the ERP disagree on whether the account pays tax: fix the "
-               "account's tax code in the ERP or its tax exemption in the portal, then retry."),
-        Reason("UNMAPPED_PAYMENT_METHOD", Category.MAPPING, "finance",
-               "Add the payment method to payment_methods in the mapping file, then retry."),
-        Reason("UNMAPPED_CUSTOMER_GROUP", Category.MAPPING, "ecommerce",
-               "Add the ERP customer group to customer_groups in the mapping file."),
-        Reason("UNMAPPED_WAREHOUSE", Category.MAPPING, "operations",
-               "Add the ERP warehouse to stock_locations in the mapping file."),
-        Reason("CURRENCY_MISMATCH", Category.MAPPING, "finance",
-               "The order's currency differs from the ERP account's currency: correct the "
-               "account or the order, then retry."),
-        Reason("ACCOUNT_ON_HOLD", Category.AUTHORISATION, "credit control",
-               "Release the credit hold in the ERP and retry, or approve to post the order "
-               "ON_HOLD, or ignore it and tell the customer."),
-        Reason("ACCOUNT_INACTIVE", Category.AUTHORISATION, "credit control",
-               "Reactivate the ERP account and retry, or ignore the order."),
-        Reason("OVER_CREDIT_LIMIT", Category.AUTHORISATION, "credit control",
-               "Raise the credit limit in the ERP and retry, or approve as an exception."),
-        Reason("MALFORMED_ORDER", Category.DATA, "ecommerce",
-               "The order arrived incomplete or unreadable; correct it in the portal and retry."),
+        Reason(
+            "PRICE_MISMATCH",
+            Category.PRICING,
+            "finance",
+            "Compare the portal and ERP totals; approve with the ERP price or the portal "
+            "price, or fix the price list and retry.",
+        ),
+        Reason(
+            "NO_ERP_PRICE",
+            Category.PRICING,
+            "ecommerce",
+            "Add the SKU to the account's ERP price list, then retry the order.",
+        ),
+        Reason(
+            "UNMAPPED_ACCOUNT",
+            Category.MAPPING,
+            "account manager",
+            "Approve with the ERP account code for this company (the portal is updated and "
+            "the order retried), or create the ERP account first.",
+        ),
+        Reason(
+            "UNKNOWN_ACCOUNT",
+            Category.MAPPING,
+            "account manager",
+            "The portal's accounting_id names no ERP account: correct it in the portal or "
+            "approve with the right account code.",
+        ),
+        Reason(
+            "UNKNOWN_SKU",
+            Category.MAPPING,
+            "ecommerce",
+            "Create the product in the ERP (or correct the SKU in the portal), then retry.",
+        ),
+        Reason(
+            "UNMAPPED_TAX_CODE",
+            Category.MAPPING,
+            "finance",
+            "Add the ERP tax code to tax_codes in the mapping file, then retry.",
+        ),
+        Reason(
+            "TAX_TREATMENT_MISMATCH",
+            Category.MAPPING,
+            "finance",
+            "The portal and the ERP disagree on whether the account pays tax: fix the "
+            "account's tax code in the ERP or its tax exemption in the portal, then retry.",
+        ),
+        Reason(
+            "UNMAPPED_PAYMENT_METHOD",
+            Category.MAPPING,
+            "finance",
+            "Add the payment method to payment_methods in the mapping file, then retry.",
+        ),
+        Reason(
+            "UNMAPPED_CUSTOMER_GROUP",
+            Category.MAPPING,
+            "ecommerce",
+            "Add the ERP customer group to customer_groups in the mapping file.",
+        ),
+        Reason(
+            "UNMAPPED_WAREHOUSE",
+            Category.MAPPING,
+            "operations",
+            "Add the ERP warehouse to stock_locations in the mapping file.",
+        ),
+        Reason(
+            "CURRENCY_MISMATCH",
+            Category.MAPPING,
+            "finance",
+            "The order's currency differs from the ERP account's currency: correct the "
+            "account or the order, then retry.",
+        ),
+        Reason(
+            "ACCOUNT_ON_HOLD",
+            Category.AUTHORISATION,
+            "credit control",
+            "Release the credit hold in the ERP and retry, or approve to post the order "
+            "ON_HOLD, or ignore it and tell the customer.",
+        ),
+        Reason(
+            "ACCOUNT_INACTIVE",
+            Category.AUTHORISATION,
+            "credit control",
+            "Reactivate the ERP account and retry, or ignore the order.",
+        ),
+        Reason(
+            "OVER_CREDIT_LIMIT",
+            Category.AUTHORISATION,
+            "credit control",
+            "Raise the credit limit in the ERP and retry, or approve as an exception.",
+        ),
+        Reason(
+            "MALFORMED_ORDER",
+            Category.DATA,
+            "ecommerce",
+            "The order arrived incomplete or unreadable; correct it in the portal and retry.",
+        ),
         # Master data
-        Reason("INVALID_ERP_RECORD", Category.DATA, "ERP owner",
-               "Correct the ERP record named in the message; the next sync sends it."),
-        Reason("PORTAL_REJECTED_ROW", Category.PRICING, "ecommerce",
-               "The portal refused a price row (reason in the message); correct it in the ERP "
-               "and the next sync sends it."),
-        Reason("PORTAL_REJECTED_RECORD", Category.DATA, "ecommerce",
-               "The portal refused a record (reason in the message); correct it in the ERP."),
-        Reason("PRICE_LIST_SYNC_FAILED", Category.PRICING, "ecommerce",
-               "A price list did not update for a customer; the next sync retries. If it "
-               "persists, check the list in the portal."),
+        Reason(
+            "INVALID_ERP_RECORD",
+            Category.DATA,
+            "ERP owner",
+            "Correct the ERP record named in the message; the next sync sends it.",
+        ),
+        Reason(
+            "PORTAL_REJECTED_ROW",
+            Category.PRICING,
+            "ecommerce",
+            "The portal refused a price row (reason in the message); correct it in the ERP "
+            "and the next sync sends it.",
+        ),
+        Reason(
+            "PORTAL_REJECTED_RECORD",
+            Category.DATA,
+            "ecommerce",
+            "The portal refused a record (reason in the message); correct it in the ERP.",
+        ),
+        Reason(
+            "PRICE_LIST_SYNC_FAILED",
+            Category.PRICING,
+            "ecommerce",
+            "A price list did not update for a customer; the next sync retries. If it "
+            "persists, check the list in the portal.",
+        ),
         # Transport
-        Reason("PORTAL_UNREACHABLE", Category.TRANSPORT, "IT / integration",
-               "SparkLayer could not be reached after retries; the next run retries by itself."),
-        Reason("ERP_UNREACHABLE", Category.TRANSPORT, "IT / integration",
-               "The ERP database could not be reached after retries; the next run retries."),
+        Reason(
+            "PORTAL_UNREACHABLE",
+            Category.TRANSPORT,
+            "IT / integration",
+            "SparkLayer could not be reached after retries; the next run retries by itself.",
+        ),
+        Reason(
+            "ERP_UNREACHABLE",
+            Category.TRANSPORT,
+            "IT / integration",
+            "The ERP database could not be reached after retries; the next run retries.",
+        ),
     ]
 }
 

@@ -1,0 +1,66 @@
+"""``b2b-pipeline``: the command line for finance, operations and scripts.
+
+Exit status (contracts/command-line.md): 0 success; 1 the command ran and found problems;
+2 bad usage or a system that cannot be reached. A system that cannot be reached is reported in
+one line naming it, never with a traceback and never with a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from b2b_pipeline.cli.commands import register_commands
+
+
+class FriendlyErrors(click.Group):
+    """Turns the errors people can act on into one line and exit status 2."""
+
+    def invoke(self, ctx: click.Context):
+        from b2b_pipeline.config.mappings import InvalidMappings
+
+        unreachable: tuple[type[BaseException], ...] = (InvalidMappings,)
+        try:
+            from b2b_pipeline.connectors.erp.gateway import ErpUnreachableError
+
+            unreachable += (ErpUnreachableError,)
+        except ImportError:  # pragma: no cover - during partial installs
+            pass
+        try:
+            from b2b_pipeline.connectors.sparklayer.errors import (
+                AuthenticationError,
+                PortalUnreachableError,
+            )
+
+            unreachable += (PortalUnreachableError, AuthenticationError)
+        except ImportError:  # pragma: no cover
+            pass
+        try:
+            return super().invoke(ctx)
+        except unreachable as exc:
+            click.echo(f"b2b-pipeline: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=FriendlyErrors)
+@click.option("-v", "--verbose", is_flag=True, help="log what the pipeline does")
+def cli(verbose: bool) -> None:
+    """The SparkLayer ↔ ERP integration: portal simulator, reference ERP, sync runs, the
+    exception queue, month-end reconciliation and the audit trail.
+
+    Every command reads SPARKLAYER_BASE_URL, SPARKLAYER_SITE_ID, SPARKLAYER_CLIENT_ID,
+    SPARKLAYER_CLIENT_SECRET, ERP_DATABASE_URL, B2B_AUDIT_DB and B2B_MAPPINGS; unset means the
+    embedded defaults under ./data.
+    """
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+register_commands(cli)
+
+if __name__ == "__main__":  # pragma: no cover
+    cli()

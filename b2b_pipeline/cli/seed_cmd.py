@@ -1,0 +1,80 @@
+"""``b2b-pipeline seed``: demo data for the reference ERP and the simulator."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+import requests
+
+from b2b_pipeline.config.settings import Settings
+
+
+def _wait_for_portal(base_url: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            requests.get(f"{base_url}/_sim/state", timeout=2).raise_for_status()
+            return
+        except requests.RequestException:
+            if time.monotonic() > deadline:
+                click.echo(f"b2b-pipeline: the simulator at {base_url} did not answer", err=True)
+                sys.exit(2)
+            time.sleep(0.2)
+
+
+@click.command()
+@click.option("--customers", default=40, show_default=True, help="ERP customer accounts")
+@click.option("--skus", default=200, show_default=True, help="products in the catalogue")
+@click.option(
+    "--price-rows",
+    default=None,
+    type=int,
+    help="total price-list rows (e.g. 1000000 for the benchmark size); default: what the "
+    "customers and SKUs imply",
+)
+@click.option("--seed", "rng_seed", default=7, show_default=True, help="random seed")
+@click.option("--if-empty", is_flag=True, help="do nothing when the ERP already has customers")
+@click.option(
+    "--portal/--no-portal",
+    default=True,
+    show_default=True,
+    help="also register the demo's self-registered companies in the simulator",
+)
+@click.option("--wait-for-portal", default=0.0, help="seconds to wait for the simulator to come up")
+def seed(
+    customers: int,
+    skus: int,
+    price_rows: int | None,
+    rng_seed: int,
+    if_empty: bool,
+    portal: bool,
+    wait_for_portal: float,
+) -> None:
+    """Fill the reference ERP (and the simulator) with deterministic demo data."""
+    from b2b_pipeline.connectors.erp.gateway import ErpGateway
+    from b2b_pipeline.demo import seed_erp, seed_portal
+
+    settings = Settings.from_env()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    gateway = ErpGateway(settings.erp_database_url)
+    try:
+        gateway.ping()
+        gateway.create_schema()
+        if if_empty and not gateway.read_customers().empty:
+            click.echo("The ERP already has data: nothing seeded.")
+            return
+        started = time.perf_counter()
+        click.echo(f"Seeding the ERP: {customers} customers, {skus} SKUs …", err=True)
+        summary = seed_erp(
+            gateway, customers=customers, skus=skus, price_rows=price_rows, seed=rng_seed
+        )
+        click.echo(f"ERP seeded in {time.perf_counter() - started:.1f} s: {summary}")
+    finally:
+        gateway.dispose()
+    if portal and settings.uses_embedded_portal:
+        if wait_for_portal:
+            _wait_for_portal(settings.sparklayer_base_url, wait_for_portal)
+        companies = seed_portal(settings.sparklayer_base_url)
+        click.echo(f"Portal: {len(companies)} self-registered companies with no ERP account.")

@@ -1,0 +1,390 @@
+"""Portal → ERP order intake: collect purchases, apply the order rules, post, queue, advance.
+
+The business rules are in ``b2b_pipeline.domain.orders``; this module only moves data between
+the systems, in the order that makes a crash at any point safe:
+
+1. collect the purchase versions not yet handled (durable cursor minus a look-back window, and a
+   per-purchase version check, so a purchase seen in two polls is handled once);
+2. decide every order with the rules (pure, vectorised);
+3. post the approved orders to the ERP in one transaction (``external_ref`` is UNIQUE, so a rerun
+   finds them ``already_posted`` instead of posting twice) and queue the exceptions;
+4. record the outcome per purchase, then advance the cursor: only after 3 is durable;
+5. write the ERP order number back to the portal (``purchase_identifiers.internal``); a failure
+   there is retried on the next run, never a reason to re-post.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import pandas as pd
+
+from b2b_pipeline.defs.systems import Systems, audit_events
+from b2b_pipeline.domain.exceptions import exception_frame
+
+log = logging.getLogger(__name__)
+
+# Purchases whose clock was slightly behind others still get picked up.
+DEFAULT_LOOKBACK = timedelta(minutes=5)
+# One run handles a batch, never one run per order; the sensor asks for another run if more wait.
+DEFAULT_MAX_ORDERS_PER_RUN = 5000
+
+
+def purchase_updated_at(purchase: dict) -> pd.Timestamp:
+    try:
+        return pd.Timestamp(purchase["dates"]["updated_at"]).tz_convert("UTC")
+    except (KeyError, TypeError, ValueError):
+        return pd.Timestamp.min.tz_localize("UTC")
+
+
+def collect_purchases(
+    systems: Systems,
+    *,
+    purchase_ids: list[str] | None = None,
+    lookback: timedelta = DEFAULT_LOOKBACK,
+    max_orders: int = DEFAULT_MAX_ORDERS_PER_RUN,
+) -> list[dict]:
+    """The purchase versions this run must handle, oldest first.
+
+    With ``purchase_ids`` (an operator's retry) exactly those purchases are re-read and replayed,
+    whatever was decided before.
+    """
+    if purchase_ids:
+        found = [systems.portal.get_purchase(pid) for pid in purchase_ids]
+        return [p for p in found if p is not None]
+
+    cursor = systems.state.order_cursor()
+    since = cursor.updated_at - lookback if cursor.updated_at is not None else None
+    since_ts = pd.Timestamp(since) if since is not None else None
+    batch: list[dict] = []
+    for purchase in systems.portal.iter_purchases(updated_since=since):
+        # A server that ignores updated_since still pages everything: filter here too.
+        if since_ts is not None and purchase_updated_at(purchase) < since_ts:
+            continue
+        batch.append(purchase)
+    if not batch:
+        return []
+    ids = [str(p.get("id")) for p in batch]
+    tracked = systems.state.tracked_versions(ids)
+    handled = dict(zip(tracked["portal_order_id"], tracked["portal_updated_at"], strict=True))
+    fresh = [
+        p
+        for p in batch
+        if p.get("id") is None
+        or handled.get(str(p["id"])) is None
+        or purchase_updated_at(p) > pd.Timestamp(handled[str(p["id"])])
+    ]
+    fresh.sort(key=lambda p: (purchase_updated_at(p), str(p.get("id"))))
+    return fresh[:max_orders]
+
+
+@dataclass
+class OrderOutcome:
+    """What one batch did, for run metadata, alerts and the cursor."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    posted: pd.DataFrame = field(default_factory=pd.DataFrame)
+    new_exceptions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    tracking: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def _portal_customers(systems: Systems) -> pd.DataFrame:
+    rows = [
+        {
+            "id": c.get("id"),
+            "accounting_id": c.get("accounting_id"),
+            "company_name": c.get("company_name"),
+            "tax_exempt": c.get("tax_exempt"),
+            "external_id": c.get("external_id"),
+        }
+        for c in systems.portal.iter_customers()
+    ]
+    return pd.DataFrame(
+        rows, columns=["id", "accounting_id", "company_name", "tax_exempt", "external_id"]
+    )
+
+
+def _erp_snapshot(systems: Systems):
+    from b2b_pipeline.domain.orders import ErpSnapshot
+
+    erp = systems.erp
+    return ErpSnapshot(
+        customers=erp.read_customers(),
+        products=erp.read_products(),
+        tax_codes=erp.read_tax_codes(),
+        price_lists=erp.read_price_lists(),
+        price_list_items=erp.read_price_list_items(),
+    )
+
+
+def approved_overrides(systems: Systems, order_ids: list[str]) -> pd.DataFrame:
+    """Decisions operators took on approved exceptions of these orders (replayed by the rules)."""
+    approved = systems.audit.exceptions(status="approved")
+    if approved.empty:
+        return pd.DataFrame(columns=["portal_order_id", "decision"])
+    approved = approved[(approved["entity"] == "order") & approved["entity_key"].isin(order_ids)]
+    decisions = approved["decision"].map(
+        lambda d: json.loads(d) if isinstance(d, str) and d else (d or {})
+    )
+    return pd.DataFrame(
+        {"portal_order_id": approved["entity_key"].to_numpy(), "decision": decisions.to_numpy()}
+    )
+
+
+@dataclass
+class ValidatedBatch:
+    """A batch after the order rules: what to post, what to queue, what was filtered."""
+
+    purchases: list[dict]
+    normalised: object  # domain.orders.NormalisedOrders
+    decisions: object  # domain.orders.OrderDecisions
+
+
+def validate_purchases(systems: Systems, purchases: list[dict]) -> ValidatedBatch:
+    """Apply every order rule (pure, vectorised) against the ERP's current records."""
+    from b2b_pipeline.domain.orders import decide_orders, normalise_purchases
+
+    normalised = normalise_purchases(purchases, _portal_customers(systems))
+    orders = normalised.orders
+    order_ids = orders["portal_order_id"].astype(str).tolist()
+    existing = systems.erp.existing_orders(order_ids)
+    decisions = decide_orders(
+        orders,
+        normalised.lines,
+        _erp_snapshot(systems),
+        systems.mappings,
+        posted_refs=set(existing["external_ref"].astype(str)),
+        overrides=approved_overrides(systems, order_ids),
+    )
+    return ValidatedBatch(purchases=purchases, normalised=normalised, decisions=decisions)
+
+
+def handle_purchases(systems: Systems, purchases: list[dict]) -> OrderOutcome:
+    """Validate a batch and make every outcome durable (the CLI's one-call path)."""
+    return apply_decisions(systems, validate_purchases(systems, purchases))
+
+
+def apply_decisions(systems: Systems, batch: ValidatedBatch) -> OrderOutcome:
+    """Post the approved orders, queue the exceptions, record every outcome."""
+    purchases = batch.purchases
+    if not purchases:
+        return OrderOutcome(counts={"received": 0})
+    run_id = systems.run_id
+    normalised, decisions = batch.normalised, batch.decisions
+    orders = normalised.orders
+
+    events: list[pd.DataFrame] = []
+    accounts = decisions.accounts_to_create
+    if accounts is not None and not accounts.empty:
+        for record in accounts.to_dict(orient="records"):
+            systems.erp.create_customer(record)
+        events.append(
+            audit_events(
+                accounts,
+                run_id=run_id,
+                entity="customer",
+                key="account_code",
+                action="account_auto_created",
+                detail_columns=list(accounts.columns),
+            )
+        )
+
+    posted = systems.erp.post_sales_orders(decisions.to_post, decisions.to_post_lines)
+    if not posted.empty:
+        posted = posted.merge(
+            decisions.to_post, on="external_ref", how="left", suffixes=("", "_decided")
+        ).merge(
+            orders[["portal_order_id", "visible_id", "portal_gross", "payment_method"]],
+            left_on="external_ref",
+            right_on="portal_order_id",
+            how="left",
+        )
+        posted["action"] = posted["already_posted"].map({True: "already_posted", False: "posted"})
+        events.append(
+            audit_events(
+                posted,
+                run_id=run_id,
+                entity="order",
+                key="external_ref",
+                action=posted["action"],
+                detail_columns=[
+                    "order_no",
+                    "account_code",
+                    "status",
+                    "gross_total",
+                    "portal_gross",
+                    "currency",
+                    "po_number",
+                    "payment_method",
+                ],
+            )
+        )
+        systems.audit.record_order_postings(
+            pd.DataFrame(
+                {
+                    "portal_order_id": posted["external_ref"].astype(str),
+                    "erp_order_no": posted["order_no"].astype(str),
+                    "account_code": posted["account_code"],
+                    "currency": posted["currency"],
+                    "portal_gross": posted["portal_gross"].astype(float),
+                    "erp_gross": posted["gross_total"].astype(float),
+                    "payment_method": posted["payment_method"],
+                    "erp_status": posted["status"],
+                }
+            ),
+            run_id,
+        )
+        systems.audit.resolve_exceptions_for(
+            "order", posted["external_ref"].astype(str).tolist(), run_id
+        )
+
+    already = decisions.already_posted
+    if already is not None and not already.empty:
+        events.append(
+            audit_events(
+                already,
+                run_id=run_id,
+                entity="order",
+                key="portal_order_id",
+                action="already_posted",
+            )
+        )
+    filtered = decisions.filtered
+    if not filtered.empty:
+        events.append(
+            audit_events(
+                filtered,
+                run_id=run_id,
+                entity="order",
+                key="portal_order_id",
+                action="filtered",
+                detail_columns=["status", "reason"],
+            )
+        )
+
+    all_exceptions = pd.concat(
+        [exception_frame(normalised.malformed), exception_frame(decisions.exceptions)],
+        ignore_index=True,
+    )
+    opened = (
+        systems.audit.open_exceptions(all_exceptions, run_id)
+        if not all_exceptions.empty
+        else all_exceptions.assign(exception_id=None, is_new=False)
+    )
+    systems.record(events)
+
+    tracking = _tracking_rows(purchases, orders, decisions, posted, all_exceptions)
+    systems.state.track_orders(tracking, run_id)
+
+    counts = {"received": len(purchases), **decisions.counts()}
+    counts["malformed"] = len(normalised.malformed)
+    counts["posted"] = int((~posted["already_posted"]).sum()) if not posted.empty else 0
+    counts["already_posted"] = (int(posted["already_posted"].sum()) if not posted.empty else 0) + (
+        0 if already is None else len(already)
+    )
+    counts["exceptions"] = len(all_exceptions)
+    new_exceptions = opened[opened["is_new"]] if "is_new" in opened else opened
+    return OrderOutcome(
+        counts=counts, posted=posted, new_exceptions=new_exceptions, tracking=tracking
+    )
+
+
+def _tracking_rows(
+    purchases: list[dict],
+    orders: pd.DataFrame,
+    decisions,
+    posted: pd.DataFrame,
+    exceptions: pd.DataFrame,
+) -> pd.DataFrame:
+    """One row per purchase handled: its version and outcome (for conservation and re-polls)."""
+    base = pd.DataFrame(
+        {
+            "portal_order_id": [str(p.get("id")) for p in purchases],
+            "portal_updated_at": [purchase_updated_at(p) for p in purchases],
+            "status": [p.get("status") for p in purchases],
+            "visible_id": [
+                (p.get("purchase_identifiers") or {}).get("visible")
+                if isinstance(p.get("purchase_identifiers"), dict)
+                else None
+                for p in purchases
+            ],
+        }
+    ).drop_duplicates("portal_order_id", keep="last")
+    accounts = orders.set_index(orders["portal_order_id"].astype(str))["accounting_id"]
+    base["account_code"] = base["portal_order_id"].map(accounts)
+    base["outcome"] = None
+    base["erp_order_no"] = None
+    base["reason_code"] = None
+    if not decisions.filtered.empty:
+        base.loc[
+            base["portal_order_id"].isin(decisions.filtered["portal_order_id"].astype(str)),
+            "outcome",
+        ] = "filtered"
+    if not exceptions.empty:
+        reasons = exceptions.drop_duplicates("entity_key").set_index("entity_key")["reason_code"]
+        hit = base["portal_order_id"].isin(reasons.index)
+        base.loc[hit, "outcome"] = "exception"
+        base.loc[hit, "reason_code"] = base.loc[hit, "portal_order_id"].map(reasons)
+    if not posted.empty:
+        numbers = posted.set_index(posted["external_ref"].astype(str))["order_no"].astype(str)
+        hit = base["portal_order_id"].isin(numbers.index)
+        base.loc[hit, "outcome"] = "posted"
+        base.loc[hit, "erp_order_no"] = base.loc[hit, "portal_order_id"].map(numbers)
+        base.loc[hit, "reason_code"] = None
+    already = decisions.already_posted
+    if already is not None and not already.empty:
+        base.loc[
+            base["portal_order_id"].isin(already["portal_order_id"].astype(str)), "outcome"
+        ] = "posted"
+    base["outcome"] = base["outcome"].fillna("filtered")
+    return base
+
+
+def advance_cursor(systems: Systems, purchases: list[dict]) -> None:
+    """Move the durable cursor to the newest purchase handled (after its outcome is durable)."""
+    if not purchases:
+        return
+    newest = max(purchases, key=lambda p: (purchase_updated_at(p), str(p.get("id"))))
+    systems.state.advance_order_cursor(
+        purchase_updated_at(newest).to_pydatetime(), str(newest.get("id")), systems.run_id
+    )
+
+
+def write_back_order_numbers(systems: Systems, limit: int = 5000) -> dict[str, int]:
+    """Write ERP order numbers into the portal purchases; failures wait for the next run."""
+    pending = systems.state.orders_awaiting_write_back(limit)
+    written, failed = [], []
+    for row in pending.itertuples(index=False):  # one API call per order: the API has no batch
+        try:
+            purchase = systems.portal.set_internal_identifier(
+                row.portal_order_id, str(row.erp_order_no)
+            )
+        except Exception as exc:  # retried on the next run; posting itself is already durable
+            log.warning(
+                "order %s: ERP number not written back yet (%s)",
+                row.portal_order_id,
+                type(exc).__name__,
+            )
+            failed.append(row.portal_order_id)
+            continue
+        written.append(
+            {
+                "portal_order_id": row.portal_order_id,
+                "portal_updated_at": purchase_updated_at(purchase or {}),
+            }
+        )
+    frame = pd.DataFrame(written, columns=["portal_order_id", "portal_updated_at"])
+    systems.state.mark_internal_written(frame)
+    systems.record(
+        audit_events(
+            frame,
+            run_id=systems.run_id,
+            entity="order",
+            key="portal_order_id",
+            action="erp_number_written_back",
+        )
+    )
+    return {"written_back": len(written), "write_back_pending": len(failed)}
