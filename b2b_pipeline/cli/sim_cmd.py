@@ -14,7 +14,7 @@ from b2b_pipeline.config.settings import SIMULATOR_HOST, SIMULATOR_PORT, Setting
     "--state-file",
     type=click.Path(dir_okay=False),
     default=None,
-    help="where the portal's state is kept between restarts [default: data/sparklayer_sim.json]",
+    help="where the portal's state is kept between restarts [default: data/sparklayer_sim.state]",
 )
 def sim(host: str, port: int, state_file: str | None) -> None:
     """Serve the embedded SparkLayer simulator (a real HTTP server; Ctrl-C stops it).
@@ -27,7 +27,7 @@ def sim(host: str, port: int, state_file: str | None) -> None:
     from b2b_pipeline.simulator.server import serve_forever
 
     settings = Settings.from_env()
-    state_path = Path(state_file) if state_file else settings.data_dir / "sparklayer_sim.json"
+    state_path = Path(state_file) if state_file else settings.data_dir / "sparklayer_sim.state"
     state_path.parent.mkdir(parents=True, exist_ok=True)
     click.echo(f"SparkLayer simulator on http://{host}:{port} (state: {state_path})", err=True)
     serve_forever(

@@ -1,0 +1,182 @@
+"""Typed errors of the SparkLayer client.
+
+Every failure of a portal call surfaces as one :class:`SparkLayerError` subclass carrying the
+HTTP status and the RFC 7807 problem document (``title``, ``detail`` and the row ``problems``),
+so callers branch on the type instead of parsing text. ``retryable`` says whether the client's
+own retry loop resends the call; callers never need to retry these themselves.
+
+No message built here contains the client secret or a token: the client never passes them in,
+and it scrubs them from any server text it quotes (``client._Redactor``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from b2b_pipeline.connectors.sparklayer.wire import ALREADY_EXISTS_CODE
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One entry of a problem document's ``errors`` list: what was wrong, and where."""
+
+    code: str | None = None
+    message: str = ""
+    field: str | None = None  # ``property`` in general problems, ``field`` in batch rows
+    line: int | None = None  # index of the refused row in the batch sent, when named
+
+    def describe(self) -> str:
+        where = []
+        if self.line is not None:
+            where.append(f"row {self.line}")
+        if self.field:
+            where.append(self.field)
+        prefix = f"{' '.join(where)}: " if where else ""
+        return f"{prefix}{self.message or self.code or 'invalid'}"
+
+
+class SparkLayerError(Exception):
+    """A SparkLayer call failed. ``status`` is None when no HTTP response arrived."""
+
+    # Whether the client's retry loop resends the call; a class default, set per instance only
+    # by PortalUnreachableError (one connection failure is retried, giving up is final).
+    retryable: bool = False
+    # Reason code in the exception catalogue (domain/exceptions.py) when a caller files it.
+    reason_code: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        status: int | None,
+        title: str,
+        detail: str | None = None,
+        problems: Sequence[Problem] = (),
+        *,
+        method: str | None = None,
+        endpoint: str | None = None,
+    ) -> None:
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        self.method = method
+        self.endpoint = endpoint  # the path template, e.g. /api/v1/price-lists/{slug}/pricing
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        call = f"{self.method} {self.endpoint}" if self.method and self.endpoint else "call"
+        status = f"{self.status} " if self.status is not None else ""
+        text = f"SparkLayer {call} failed: {status}{self.title}"
+        if self.detail and self.detail != self.title:
+            text += f": {self.detail}"
+        if self.problems:
+            shown = "; ".join(p.describe() for p in self.problems[:5])
+            more = f" (and {len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
+            text += f" [{shown}{more}]"
+        return text
+
+    @property
+    def codes(self) -> set[str]:
+        return {p.code for p in self.problems if p.code}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status={self.status!r}, title={self.title!r})"
+
+
+class AuthenticationError(SparkLayerError):
+    """The portal refused the client credentials, or kept refusing a freshly issued token."""
+
+
+class ForbiddenError(SparkLayerError):
+    """403 on an API call: the portal understood but will not do it (e.g. ordering disabled)."""
+
+
+class NotFoundError(SparkLayerError):
+    """404: the resource (customer, purchase, price list...) does not exist on the portal."""
+
+
+class ConflictError(SparkLayerError):
+    """409: a concurrent update clashed (retried), or the resource already exists (not retried)."""
+
+    retryable = True
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        # Resending a create that clashed with an existing resource cannot succeed.
+        self.retryable = not self.already_exists
+
+    @property
+    def already_exists(self) -> bool:
+        return ALREADY_EXISTS_CODE in self.codes
+
+
+class InvalidRequestError(SparkLayerError):
+    """400: the portal refused what was sent; ``problems`` says which rows and fields."""
+
+    @property
+    def refused_lines(self) -> set[int]:
+        return {p.line for p in self.problems if p.line is not None}
+
+
+class RateLimitedError(SparkLayerError):
+    """429: the portal asked the client to slow down, for ``retry_after`` seconds when given."""
+
+    retryable = True
+
+    def __init__(self, *args: object, retry_after: float | None = None, **kwargs: object) -> None:
+        self.retry_after = retry_after
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+
+class ServerError(SparkLayerError):
+    """5xx: the portal failed; usually transient."""
+
+    retryable = True
+
+
+class MalformedResponseError(SparkLayerError):
+    """A 2xx response whose body is not the JSON the contract promises.
+
+    Retried a bounded number of times: it is usually a transient fault (a proxy page, a cut-off
+    body), and every write the client makes is idempotent (PUT replaces, PATCH replaces the sent
+    SKUs' breaks, stock rows overwrite, a repeated create answers 409 already-exists).
+    """
+
+    retryable = True
+
+
+class PortalUnreachableError(SparkLayerError):
+    """The portal could not be reached, or kept failing until the client gave up.
+
+    The message says what was tried (method, path template, attempts, last status) so that the
+    person reading an alert knows it is a transport problem, not bad data. ``last_error`` is the
+    typed error of the final attempt, when there was a response.
+    """
+
+    reason_code = "PORTAL_UNREACHABLE"
+
+    def __init__(
+        self,
+        status: int | None,
+        title: str,
+        detail: str | None = None,
+        problems: Sequence[Problem] = (),
+        *,
+        method: str | None = None,
+        endpoint: str | None = None,
+        attempts: int = 1,
+        last_error: SparkLayerError | None = None,
+        retryable: bool = False,
+    ) -> None:
+        self.attempts = attempts
+        self.last_error = last_error
+        self.retryable = retryable
+        super().__init__(status, title, detail, problems, method=method, endpoint=endpoint)
+
+    def _message(self) -> str:
+        call = f"{self.method} {self.endpoint}" if self.method and self.endpoint else "call"
+        text = f"SparkLayer {call}: {self.title}"
+        if self.detail:
+            text += f"; {self.detail}"
+        return text
