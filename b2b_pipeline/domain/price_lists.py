@@ -1,0 +1,482 @@
+"""ERP price lists -> the portal's price lists and the pricing rows that changed.
+
+Only changed SKUs are sent: the ERP's breaks and the portal's (the last pushed snapshot, or
+what was read back from the portal to repair drift) are compared in one DuckDB FULL OUTER JOIN
+over (list, SKU, minimum quantity): well under a second for a million rows on two cores,
+where pandas merges took 3 s (``benchmarks/bench_price_changes.py``). The portal's PATCH
+replaces every break of each SKU it is sent, so a changed SKU is sent with its complete new set
+of breaks, and a SKU gone from the ERP with ``pricing: []``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from b2b_pipeline.config.mappings import Mappings
+from b2b_pipeline.domain.exceptions import exception_frame, to_payload
+from b2b_pipeline.domain.schemas.master_data import (
+    PRICE_LIST_SLUG_MAX_LENGTH,
+    AllowedValues,
+    ErpPriceListItems,
+    ErpPriceLists,
+    RecordNaming,
+    allowed,
+    validate_extract,
+)
+
+# SKUs per PATCH /api/v1/price-lists/{slug}/pricing (contracts/sparklayer-api.md §3).
+PRICING_BATCH_SIZE = 500
+# The portal's limit on a price list name.
+PRICE_LIST_NAME_MAX_LENGTH = 64
+
+PRICE_CHANGE_COLUMNS = ["price_list_slug", "sku", "change", "pricing"]
+
+
+class PriceListCodeTooLong(ValueError):
+    """An ERP price list code cannot be a portal slug (more than 30 characters)."""
+
+
+# --- validation -----------------------------------------------------------------------------
+
+
+def validate_price_lists(
+    erp_price_lists: pd.DataFrame, mappings: Mappings | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split ``erp_price_lists`` into (clean lists, exception rows).
+
+    A code longer than the portal's 30-character slug, an unknown currency, a duplicated code or
+    a parent list that does not exist are ``INVALID_ERP_RECORD`` exceptions.
+    """
+    parent_rule = AllowedValues(
+        column="parent_code",
+        name="parent_list_exists",
+        allowed=allowed(erp_price_lists.get("code", [])),
+        phrase="the parent list {value} does not exist in the ERP",
+    )
+    naming = RecordNaming(
+        entity="price_list",
+        key=lambda records: records["code"],
+        label=lambda records: "Price list " + records["code"],
+        extra_rules=(parent_rule,),
+    )
+    return validate_extract(erp_price_lists, ErpPriceLists, naming)
+
+
+def validate_price_list_items(
+    erp_price_list_items: pd.DataFrame,
+    mappings: Mappings | None = None,
+    *,
+    price_lists: pd.DataFrame | None = None,
+    products: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split ``erp_price_list_items`` into (clean breaks, exception rows).
+
+    A negative price, a minimum quantity below 1 or a duplicated (list, SKU, minimum quantity)
+    are exceptions. With ``price_lists`` / ``products`` (the clean extracts), a break on a list
+    or of a SKU that is not among them is one too.
+
+    When one break of a SKU is bad, the SKU's other breaks on that list are held back with it
+    (the exception says so): the portal replaces a SKU's breaks as a whole, so sending
+    the rest would change prices the ERP never changed. Pass the exception rows to
+    :func:`price_changes` as ``held_back`` so that the portal keeps the SKU's last good prices
+    rather than losing them.
+    """
+    rules = []
+    if price_lists is not None:
+        rules.append(
+            AllowedValues(
+                column="price_list_code",
+                name="price_list_exists",
+                allowed=allowed(price_lists["code"]),
+                phrase="the price list {value} is not among the ERP's valid price lists",
+            )
+        )
+    if products is not None:
+        rules.append(
+            AllowedValues(
+                column="sku",
+                name="sku_exists",
+                allowed=allowed(products["sku"]),
+                phrase="the SKU {value} is not in the ERP catalogue",
+            )
+        )
+    naming = RecordNaming(
+        entity="price_list",
+        key=lambda r: r["price_list_code"] + "/" + r["sku"] + "/" + r["min_quantity"],
+        label=lambda r: (
+            "Price list "
+            + r["price_list_code"]
+            + ", SKU "
+            + r["sku"]
+            + ", break "
+            + r["min_quantity"]
+        ),
+        extra_rules=tuple(rules),
+        then="Correct it in the ERP; until then the portal keeps this SKU's current prices on "
+        "this list, and the next sync after the fix sends them all.",
+    )
+    clean, exceptions = validate_extract(erp_price_list_items, ErpPriceListItems, naming)
+    held = held_back_skus(exceptions)
+    if held.empty:
+        return clean, exceptions
+    return _without(clean, "price_list_code", held).reset_index(drop=True), exceptions
+
+
+def _without(frame: pd.DataFrame, list_column: str, pairs: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` less the rows of the (``price_list_code``, ``sku``) ``pairs``."""
+    # Most rows share neither the SKU nor the list of a pair: match whole pairs only on the rest.
+    candidates = np.flatnonzero(
+        frame["sku"].isin(pairs["sku"]).to_numpy()
+        & frame[list_column].isin(pairs["price_list_code"]).to_numpy()
+    )
+    matched = frame.iloc[candidates][[list_column, "sku"]].merge(
+        pairs[["price_list_code", "sku"]].drop_duplicates(),
+        how="left",
+        left_on=[list_column, "sku"],
+        right_on=["price_list_code", "sku"],
+        indicator=True,
+    )
+    keep = np.ones(len(frame), dtype=bool)
+    keep[candidates[(matched["_merge"] == "both").to_numpy()]] = False
+    return frame[keep]
+
+
+def held_back_skus(price_item_exceptions: pd.DataFrame) -> pd.DataFrame:
+    """(``price_list_code``, ``sku``) of every SKU with a break that did not pass validation,
+    read from the exception rows of :func:`validate_price_list_items` (their payload is the
+    ERP row as received, or the list of copies of a duplicated one).
+
+    Pass it to :func:`price_changes` as ``held_back``: the portal keeps those SKUs' last good
+    prices on that list until the ERP is corrected.
+    """
+    records: list[dict[str, Any]] = []
+    for payload in price_item_exceptions["payload"]:
+        received = json.loads(payload)
+        records.extend(received if isinstance(received, list) else [received])
+    keys = ["price_list_code", "sku"]
+    held = pd.DataFrame(records).reindex(columns=keys)
+    # Compared as validation reads them: trimmed text; a break with no list or SKU names no
+    # portal price.
+    for key in keys:
+        held[key] = held[key].map(lambda v: "" if v is None or v != v else str(v).strip())
+    held = held[(held["price_list_code"] != "") & (held["sku"] != "")]
+    return held.drop_duplicates().sort_values(keys).reset_index(drop=True).astype(object)
+
+
+# --- lists --------------------------------------------------------------------------------
+
+
+def desired_price_lists(erp_price_lists: pd.DataFrame) -> pd.DataFrame:
+    """The portal price lists the ERP implies: ``slug`` (the ERP code), ``name``,
+    ``currency_code``, ``parent_slug``.
+
+    Raises :class:`PriceListCodeTooLong` for a code the portal cannot take as a slug;
+    :func:`validate_price_lists` turns such lists into exceptions first, so a sync that validates
+    never meets it.
+    """
+    codes = erp_price_lists["code"].astype(str)
+    too_long = codes[codes.str.len() > PRICE_LIST_SLUG_MAX_LENGTH]
+    if len(too_long):
+        raise PriceListCodeTooLong(
+            f"price list code(s) {', '.join(too_long)} are longer than "
+            f"{PRICE_LIST_SLUG_MAX_LENGTH} characters, the portal's limit for a price list slug: "
+            "shorten the code in the ERP"
+        )
+    parent = (
+        erp_price_lists["parent_code"]
+        if "parent_code" in erp_price_lists
+        else pd.Series(None, index=erp_price_lists.index, dtype=object)
+    )
+    return pd.DataFrame(
+        {
+            "slug": codes,
+            # A name is display text: cutting it to the portal's limit loses nothing a rule uses.
+            "name": erp_price_lists["name"].astype(str).str.slice(0, PRICE_LIST_NAME_MAX_LENGTH),
+            "currency_code": erp_price_lists["currency"],
+            "parent_slug": parent.astype(object).where(parent.notna(), None),
+        }
+    ).reset_index(drop=True)
+
+
+def lists_to_create(desired: pd.DataFrame, portal_lists: pd.DataFrame) -> pd.DataFrame:
+    """The desired lists the portal does not have yet (create these before pushing prices)."""
+    existing = set(portal_lists["slug"]) if "slug" in portal_lists else set()
+    return desired[~desired["slug"].isin(existing)].reset_index(drop=True)
+
+
+# --- prices -------------------------------------------------------------------------------
+
+
+# Two hash joins, each run on all cores: (1) the FULL OUTER JOIN of every break finds the
+# (list, SKU) pairs with any break added, removed or repriced, a few out of a million; (2) the
+# ERP's complete breaks of just those pairs (the PATCH replaces a SKU's breaks as a whole).
+# Grouping all million rows by (list, SKU) instead costs a third more, and so would a second
+# scan of the portal's rows: whether the portal had the SKU at all (added vs changed) follows
+# from the counts. A SKU is new to the portal when none of its breaks matched or was
+# portal-only, and every ERP break of it is ERP-only.
+_CHANGED_SKUS_SQL = """
+WITH changed AS (
+    SELECT
+        coalesce(erp.price_list_code, portal.price_list_slug) AS price_list_slug,
+        coalesce(erp.sku, portal.sku) AS sku,
+        count(*) FILTER (WHERE portal.sku IS NULL) AS erp_only,
+        count(*) FILTER (WHERE erp.sku IS NULL OR portal.sku IS NOT NULL) AS on_portal
+    FROM erp_items AS erp
+    FULL OUTER JOIN portal_items AS portal
+        ON erp.price_list_code = portal.price_list_slug
+        AND erp.sku = portal.sku
+        AND erp.min_quantity = portal.quantity
+    WHERE erp.sku IS NULL
+        OR portal.sku IS NULL
+        -- 4 decimals: the ERP's NUMERIC(14,4); the portal's float round trip must not count.
+        OR round(erp.unit_price, 4) <> round(portal.price, 4)
+    GROUP BY ALL
+),
+new_breaks AS (
+    SELECT
+        erp.price_list_code AS price_list_slug,
+        erp.sku,
+        list({'quantity': erp.min_quantity, 'price': erp.unit_price} ORDER BY erp.min_quantity)
+            AS pricing
+    FROM erp_items AS erp
+    SEMI JOIN changed
+        ON erp.price_list_code = changed.price_list_slug AND erp.sku = changed.sku
+    GROUP BY erp.price_list_code, erp.sku
+)
+SELECT
+    changed.price_list_slug,
+    changed.sku,
+    CASE
+        WHEN new_breaks.sku IS NULL THEN 'removed'
+        WHEN changed.on_portal = 0 AND changed.erp_only = len(new_breaks.pricing) THEN 'added'
+        ELSE 'changed'
+    END AS change,
+    coalesce(new_breaks.pricing, []) AS pricing
+FROM changed
+LEFT JOIN new_breaks
+    ON new_breaks.price_list_slug = changed.price_list_slug AND new_breaks.sku = changed.sku
+ORDER BY changed.price_list_slug, changed.sku
+"""
+
+
+def _frame(df: pd.DataFrame | None, columns: dict[str, str]) -> pd.DataFrame:
+    """The columns the comparison reads, typed; an empty snapshot has the same shape."""
+    if df is None or df.empty:
+        return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in columns.items()})
+    # Cast only what differs: copying a million strings costs more than the join.
+    casts = {name: dtype for name, dtype in columns.items() if str(df[name].dtype) != dtype}
+    frame = df[list(columns)]
+    return frame.astype(casts) if casts else frame
+
+
+def price_changes(
+    erp_items: pd.DataFrame,
+    portal_items: pd.DataFrame | None,
+    *,
+    held_back: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """One row per (list, SKU) whose set of breaks differs between the ERP and the portal.
+
+    ``erp_items``: the clean ERP breaks (``price_list_code``, ``sku``, ``min_quantity``,
+    ``unit_price``). ``portal_items``: what the portal holds (``price_list_slug``, ``sku``,
+    ``quantity``, ``price``). ``held_back``: (``price_list_code``, ``sku``) pairs whose ERP rows
+    failed validation; they are left as the portal has them instead of being removed.
+
+    Returns ``price_list_slug``, ``sku``, ``change`` (``added`` | ``changed`` | ``removed``) and
+    ``pricing``: the SKU's complete new breaks ``[{"quantity", "price"}]`` by quantity, ``[]``
+    for a removed SKU.
+    """
+    erp = _frame(
+        erp_items,
+        {
+            "price_list_code": "object",
+            "sku": "object",
+            "min_quantity": "int64",
+            "unit_price": "float64",
+        },
+    )
+    portal = _frame(
+        portal_items,
+        {"price_list_slug": "object", "sku": "object", "quantity": "int64", "price": "float64"},
+    )
+    if held_back is not None and len(held_back):
+        # Left out on both sides: not sent, and not removed from the portal either.
+        erp = _without(erp, "price_list_code", held_back)
+        portal = _without(portal, "price_list_slug", held_back)
+    with duckdb.connect() as connection:
+        # Registered, not copied: DuckDB scans the pandas columns in place.
+        connection.register("erp_items", erp)
+        connection.register("portal_items", portal)
+        changes = connection.execute(_CHANGED_SKUS_SQL).df()
+    # DuckDB hands lists over as numpy arrays of dicts; the wire wants JSON lists.
+    changes["pricing"] = [list(breaks) for breaks in changes["pricing"]]
+    return changes[PRICE_CHANGE_COLUMNS]
+
+
+def pricing_batches(changes: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
+    """The PATCH bodies per list: ``{slug: [{"sku", "pricing": [{"quantity", "price"}]}]}``.
+
+    The client splits each list's items at :data:`PRICING_BATCH_SIZE`, so a list needs
+    ``ceil(changed SKUs / 500)`` calls, the minimum.
+    """
+    batches: dict[str, list[dict[str, Any]]] = {}
+    for slug, sku, pricing in zip(
+        changes["price_list_slug"], changes["sku"], changes["pricing"], strict=True
+    ):
+        batches.setdefault(slug, []).append(
+            {
+                "sku": sku,
+                "pricing": [
+                    {"quantity": int(b["quantity"]), "price": float(b["price"])} for b in pricing
+                ],
+            }
+        )
+    return batches
+
+
+def minimum_pricing_calls(changes: pd.DataFrame, batch_size: int = PRICING_BATCH_SIZE) -> int:
+    """``sum over lists of ceil(changed SKUs / batch_size)``: the fewest PATCH calls possible."""
+    per_list = changes.groupby("price_list_slug").size()
+    return int(sum(math.ceil(n / batch_size) for n in per_list))
+
+
+def snapshot_after_push(
+    previous: pd.DataFrame | None, changes: pd.DataFrame, rejected: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """The portal's pricing after ``changes`` were pushed, as ``portal_items`` for next time.
+
+    Rows the portal ``rejected`` (``price_list_slug``, ``sku``) keep their previous breaks, so
+    they are compared, and sent, again on the next sync.
+    """
+    previous = _frame(
+        previous,
+        {"price_list_slug": "object", "sku": "object", "quantity": "int64", "price": "float64"},
+    )
+    applied = changes
+    if rejected is not None and len(rejected):
+        keys = changes[["price_list_slug", "sku"]].merge(
+            rejected[["price_list_slug", "sku"]].drop_duplicates(), how="left", indicator=True
+        )
+        applied = changes[(keys["_merge"] == "left_only").to_numpy()]
+    touched = previous[["price_list_slug", "sku"]].merge(
+        applied[["price_list_slug", "sku"]], how="left", indicator=True
+    )
+    kept = previous[(touched["_merge"] == "left_only").to_numpy()]
+    new_breaks = applied[["price_list_slug", "sku", "pricing"]].explode("pricing").dropna()
+    new_rows = pd.DataFrame(
+        {
+            "price_list_slug": new_breaks["price_list_slug"].to_numpy(),
+            "sku": new_breaks["sku"].to_numpy(),
+            "quantity": [b["quantity"] for b in new_breaks["pricing"]],
+            "price": [b["price"] for b in new_breaks["pricing"]],
+        }
+    )
+    return pd.concat([kept, new_rows], ignore_index=True).astype(
+        {"quantity": "int64", "price": "float64"}
+    )
+
+
+# --- results ------------------------------------------------------------------------------
+
+
+def rejected_pricing_rows(slug: str, rejected: Iterable[Any]) -> pd.DataFrame:
+    """The client's ``BatchResult.rejected`` for one list as rows for
+    :func:`price_sync_exceptions`: ``price_list_slug``, ``sku``, ``field``, ``message``."""
+    rows = [
+        {
+            "price_list_slug": row.item.get("price_list_slug", slug),
+            "sku": row.item.get("sku"),
+            "field": row.field,
+            "message": row.message,
+        }
+        for row in rejected
+    ]
+    return pd.DataFrame(rows, columns=["price_list_slug", "sku", "field", "message"])
+
+
+def _who_uses(customers_by_list: pd.DataFrame) -> pd.DataFrame:
+    """Per list: the accounts that see it, named for a reader, and the one account if only one."""
+    named = customers_by_list.assign(
+        who=customers_by_list["company_name"].fillna(customers_by_list["account_code"])
+        + " ("
+        + customers_by_list["account_code"]
+        + ")"
+    ).sort_values(["price_list_slug", "account_code"])
+
+    def names(group: pd.Series) -> str:
+        shown = ", ".join(group.iloc[:3])
+        return shown if len(group) <= 3 else f"{shown} and {len(group) - 3} more"
+
+    per_list = named.groupby("price_list_slug").agg(
+        customers=("who", names),
+        customer_count=("who", "size"),
+        only_account=("account_code", "first"),
+    )
+    per_list.loc[per_list["customer_count"] != 1, "only_account"] = None
+    return per_list.reset_index()
+
+
+def price_sync_exceptions(
+    rejected_rows: pd.DataFrame, customers_by_list: pd.DataFrame
+) -> pd.DataFrame:
+    """Pricing the portal did not take, as ``PRICING`` exceptions that name who is affected.
+
+    ``rejected_rows``: ``price_list_slug``, ``sku`` (None when a whole list failed to update),
+    ``field``, ``message`` (the portal's reason). ``customers_by_list``:
+    :func:`b2b_pipeline.domain.customers.customers_by_price_list`. A rejected SKU is
+    ``PORTAL_REJECTED_ROW``; a list that failed as a whole is ``PRICE_LIST_SYNC_FAILED``. The
+    exception's ``account_code`` is set when exactly one account uses the list (a
+    customer-specific list).
+    """
+    if rejected_rows.empty:
+        return exception_frame()
+    rows = rejected_rows.reindex(columns=["price_list_slug", "sku", "field", "message"]).merge(
+        _who_uses(customers_by_list), how="left", on="price_list_slug"
+    )
+    whole_list = rows["sku"].isna()
+    rows["payload"] = [
+        to_payload(record)
+        for record in rows[["price_list_slug", "sku", "field", "message"]].to_dict("records")
+    ]
+    reason = rows["message"].fillna("no reason given").astype(str)
+    reason = reason.where(rows["field"].isna(), rows["field"].astype(str) + ": " + reason)
+    sku = rows["sku"].astype(object).where(~whole_list, "").astype(str)
+    nobody = "no customer uses this list yet"
+    see = rows["customer_count"].eq(1).map({True: " still sees", False: " still see"})
+    rejected_sku = (
+        "Price list "
+        + rows["price_list_slug"]
+        + ", SKU "
+        + sku
+        + ": the portal refused the new prices ("
+        + reason
+        + "), "
+        + ("so " + rows["customers"] + see + " the old price").fillna(nobody)
+        + ". Correct it in the ERP; the next sync sends it."
+    )
+    failed_list = (
+        "Price list "
+        + rows["price_list_slug"]
+        + " did not update ("
+        + reason
+        + "), "
+        + ("so " + rows["customers"] + see + " the old prices").fillna(nobody)
+        + ". The next sync retries; if it keeps failing, check the list in the portal."
+    )
+    rows["entity"] = "price_list"
+    rows["entity_key"] = rows["price_list_slug"].where(
+        whole_list, rows["price_list_slug"] + "/" + sku
+    )
+    rows["reason_code"] = whole_list.map(
+        {True: "PRICE_LIST_SYNC_FAILED", False: "PORTAL_REJECTED_ROW"}
+    )
+    rows["account_code"] = rows["only_account"]
+    rows["message"] = rejected_sku.where(~whole_list, failed_list)
+    return exception_frame(rows)
