@@ -126,7 +126,8 @@ REASONS: dict[str, Reason] = {
             "OVER_CREDIT_LIMIT",
             Category.AUTHORISATION,
             "credit control",
-            "Raise the credit limit in the ERP and retry, or approve as an exception.",
+            "Raise the credit limit in the ERP and retry, or ignore the order and tell the "
+               "customer.",
         ),
         Reason(
             "MALFORMED_ORDER",
