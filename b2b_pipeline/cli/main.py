@@ -23,9 +23,10 @@ class FriendlyErrors(click.Group):
 
         unreachable: tuple[type[BaseException], ...] = (InvalidMappings,)
         try:
-            from b2b_pipeline.connectors.erp.gateway import ErpUnreachableError
+            from b2b_pipeline.connectors.erp.errors import ErpError
 
-            unreachable += (ErpUnreachableError,)
+            # Unreachable, badly configured, missing tables (says to run `erp init`), refused.
+            unreachable += (ErpError,)
         except ImportError:  # pragma: no cover - during partial installs
             pass
         try:

@@ -73,8 +73,20 @@ def seed(
         click.echo(f"ERP seeded in {time.perf_counter() - started:.1f} s: {summary}")
     finally:
         gateway.dispose()
-    if portal and settings.uses_embedded_portal:
-        if wait_for_portal:
-            _wait_for_portal(settings.sparklayer_base_url, wait_for_portal)
-        companies = seed_portal(settings.sparklayer_base_url)
-        click.echo(f"Portal: {len(companies)} self-registered companies with no ERP account.")
+    if not portal:
+        return
+    if wait_for_portal:
+        _wait_for_portal(settings.sparklayer_base_url, wait_for_portal)
+    if not _is_simulator(settings.sparklayer_base_url):
+        click.echo("The portal is not the simulator: no demo companies registered.")
+        return
+    companies = seed_portal(settings.sparklayer_base_url)
+    click.echo(f"Portal: {len(companies)} self-registered companies with no ERP account.")
+
+
+def _is_simulator(base_url: str) -> bool:
+    """Only the embedded simulator answers /_sim/; a real SparkLayer is never seeded."""
+    try:
+        return requests.get(f"{base_url}/_sim/state", timeout=5).ok
+    except requests.RequestException:
+        return False
