@@ -15,20 +15,23 @@ from b2b_pipeline.defs.resources import build_resources
 
 
 def build_definitions() -> dg.Definitions:
+    from b2b_pipeline.defs.customers.definitions import defs as customers
+    from b2b_pipeline.defs.finance.definitions import defs as finance
+    from b2b_pipeline.defs.inventory.definitions import defs as inventory
     from b2b_pipeline.defs.orders.definitions import defs as orders
+    from b2b_pipeline.defs.pricing.definitions import defs as pricing
 
-    domain_defs = [orders]
-    for module in (
-        "b2b_pipeline.defs.customers.definitions",
-        "b2b_pipeline.defs.pricing.definitions",
-        "b2b_pipeline.defs.inventory.definitions",
-        "b2b_pipeline.defs.finance.definitions",
-    ):
-        try:
-            domain_defs.append(__import__(module, fromlist=["defs"]).defs)
-        except ModuleNotFoundError:
-            continue
-    return dg.Definitions.merge(*domain_defs, dg.Definitions(resources=build_resources()))
+    domain_defs = [customers, pricing, inventory, orders, finance]
+    # What `b2b-pipeline run` does: master data to the portal first, then orders to the ERP
+    # (the asset graph orders them), exactly as the schedules and sensors would.
+    full_cycle_job = dg.define_asset_job(
+        "full_cycle_job",
+        selection=dg.AssetSelection.groups("erp", "portal_sync", "orders"),
+        description="One full cycle: customers, prices and stock to the portal, then orders.",
+    )
+    return dg.Definitions.merge(
+        *domain_defs, dg.Definitions(jobs=[full_cycle_job], resources=build_resources())
+    )
 
 
 mappings_from_env()  # refuse to load on an invalid mapping file

@@ -108,3 +108,76 @@ def one_event(
             }
         ]
     )
+
+
+def file_exceptions(systems: Systems, rows: pd.DataFrame) -> pd.DataFrame:
+    """Queue exception rows (deduplicated by the store); returns them with ``is_new``."""
+    if rows is None or rows.empty:
+        return pd.DataFrame(columns=["category", "reason_code", "message", "is_new"])
+    return systems.audit.open_exceptions(rows, systems.run_id)
+
+
+SYNC_LOG_INTEGRATION = "b2b-pipeline"
+
+
+def report_sync(
+    systems: Systems,
+    data_type: str,
+    *,
+    started_at,
+    records_failed: int,
+    errors: pd.DataFrame | None,
+    completed: bool = True,
+) -> bool:
+    """Report one master-data sync to SparkLayer's Sync Logging API (and the audit trail), so
+    the merchant sees sync health inside the portal too. A failed report never fails the sync."""
+    from datetime import UTC, datetime
+
+    from b2b_pipeline.domain.sync_log import sync_log_body
+
+    body = sync_log_body(
+        started_at=started_at,
+        finished_at=datetime.now(UTC),
+        records_failed=records_failed,
+        errors=errors,
+        completed=completed,
+    )
+    try:
+        systems.portal.put_sync_log(SYNC_LOG_INTEGRATION, data_type, body)
+        reported = True
+    except Exception as exc:  # sync health is informative; the sync itself already happened
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "sync log for %s not delivered (%s)", data_type, type(exc).__name__
+        )
+        reported = False
+    systems.record(
+        one_event(
+            systems.run_id,
+            "sync",
+            data_type,
+            "sync_reported" if reported else "sync_report_failed",
+            {
+                "succeeded": body.get("last_full_sync_succeeded"),
+                "errors": len(body.get("errors", [])),
+            },
+        )
+    )
+    return reported
+
+
+def column_schema_metadata(model) -> dict:
+    """``dagster/column_schema`` for a Pandera model, so the asset's Columns tab fills."""
+    import dagster as dg
+
+    from b2b_pipeline.domain.schemas.master_data import column_schema
+
+    return {
+        "dagster/column_schema": dg.TableSchema(
+            columns=[
+                dg.TableColumn(name=name, type=kind, description=description)
+                for name, kind, description in column_schema(model)
+            ]
+        )
+    }

@@ -127,7 +127,7 @@ REASONS: dict[str, Reason] = {
             Category.AUTHORISATION,
             "credit control",
             "Raise the credit limit in the ERP and retry, or ignore the order and tell the "
-               "customer.",
+            "customer.",
         ),
         Reason(
             "MALFORMED_ORDER",

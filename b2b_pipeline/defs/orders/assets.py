@@ -43,6 +43,9 @@ def _systems(context: dg.AssetExecutionContext, **resources) -> Systems:
     group_name=ORDERS,
     kinds={"sparklayer", "pandas"},
     pool=AUDIT_WRITER_POOL,
+    # Orders are checked against the accounts and prices the portal shows, so in a full cycle
+    # they come after those syncs.
+    deps=["portal_customers", "portal_price_lists"],
     description="Portal purchases not yet handled, exactly as SparkLayer sent them.",
 )
 def portal_orders(

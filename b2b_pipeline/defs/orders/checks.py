@@ -6,6 +6,9 @@ import pandas as pd
 from b2b_pipeline.defs.orders.assets import erp_sales_orders
 from b2b_pipeline.defs.resources import AuditResource, ErpResource, MappingsResource
 
+# Payment methods whose orders are invoiced on the customer's terms, never paid at checkout.
+ON_ACCOUNT_METHODS = ["pay_on_account", "pay_by_invoice"]
+
 
 def _tracking(audit: AuditResource) -> pd.DataFrame:
     from b2b_pipeline.connectors.sync_state import SyncState
@@ -61,7 +64,7 @@ def every_live_order_posted_or_queued(
 )
 def no_on_account_order_pending_payment(erp: ErpResource) -> dg.AssetCheckResult:
     stuck = erp.get_gateway().count_sales_orders(
-        status="PENDING_PAYMENT", payment_methods=["pay_on_account", "pay_by_invoice"]
+        status="PENDING_PAYMENT", payment_methods=ON_ACCOUNT_METHODS
     )
     return dg.AssetCheckResult(passed=stuck == 0, metadata={"stuck_orders": stuck})
 
@@ -100,7 +103,7 @@ def erp_totals_match_portal(
 ) -> dg.AssetCheckResult:
     store = audit.get_store()
     tolerance = mappings.load().price_tolerance
-    postings = store.order_postings()
+    postings = store.query("SELECT * FROM v_order_postings")
     if postings.empty:
         return dg.AssetCheckResult(passed=True, metadata={"posted_orders": 0})
     queue = store.exceptions()

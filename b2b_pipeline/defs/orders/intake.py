@@ -141,6 +141,7 @@ class ValidatedBatch:
     purchases: list[dict]
     normalised: object  # domain.orders.NormalisedOrders
     decisions: object  # domain.orders.OrderDecisions
+    existing: pd.DataFrame  # ERP orders already posted for these purchases (external_ref, order_no)
 
 
 def validate_purchases(systems: Systems, purchases: list[dict]) -> ValidatedBatch:
@@ -159,7 +160,9 @@ def validate_purchases(systems: Systems, purchases: list[dict]) -> ValidatedBatc
         posted_refs=set(existing["external_ref"].astype(str)),
         overrides=approved_overrides(systems, order_ids),
     )
-    return ValidatedBatch(purchases=purchases, normalised=normalised, decisions=decisions)
+    return ValidatedBatch(
+        purchases=purchases, normalised=normalised, decisions=decisions, existing=existing
+    )
 
 
 def handle_purchases(systems: Systems, purchases: list[dict]) -> OrderOutcome:
@@ -197,7 +200,7 @@ def apply_decisions(systems: Systems, batch: ValidatedBatch) -> OrderOutcome:
         posted = posted.merge(
             decisions.to_post, on="external_ref", how="left", suffixes=("", "_decided")
         ).merge(
-            orders[["portal_order_id", "visible_id", "portal_gross", "payment_method"]],
+            orders[["portal_order_id", "visible_id", "portal_gross"]],
             left_on="external_ref",
             right_on="portal_order_id",
             how="left",
@@ -269,6 +272,7 @@ def apply_decisions(systems: Systems, batch: ValidatedBatch) -> OrderOutcome:
         [exception_frame(normalised.malformed), exception_frame(decisions.exceptions)],
         ignore_index=True,
     )
+    _resolve_superseded(systems, orders, all_exceptions)
     opened = (
         systems.audit.open_exceptions(all_exceptions, run_id)
         if not all_exceptions.empty
@@ -276,7 +280,7 @@ def apply_decisions(systems: Systems, batch: ValidatedBatch) -> OrderOutcome:
     )
     systems.record(events)
 
-    tracking = _tracking_rows(purchases, orders, decisions, posted, all_exceptions)
+    tracking = _tracking_rows(purchases, orders, decisions, posted, all_exceptions, batch.existing)
     systems.state.track_orders(tracking, run_id)
 
     counts = {"received": len(purchases), **decisions.counts()}
@@ -292,12 +296,32 @@ def apply_decisions(systems: Systems, batch: ValidatedBatch) -> OrderOutcome:
     )
 
 
+def _resolve_superseded(systems: Systems, orders: pd.DataFrame, exceptions: pd.DataFrame) -> None:
+    """An order has at most one exception at a time: when a replay stops at a different rule
+    (or the order now passes, or is no longer live), the old exception is resolved, so the
+    queue shows only what still needs someone."""
+    queue = systems.audit.exceptions(status=["open", "approved"])
+    if queue.empty:
+        return
+    handled = set(orders["portal_order_id"].astype(str))
+    current = set(zip(exceptions["entity_key"].astype(str), exceptions["reason_code"], strict=True))
+    mine = queue[(queue["entity"] == "order") & queue["entity_key"].astype(str).isin(handled)]
+    stale = [
+        key
+        for key, reason in zip(mine["entity_key"].astype(str), mine["reason_code"], strict=True)
+        if (key, reason) not in current
+    ]
+    if stale:
+        systems.audit.resolve_exceptions_for("order", stale, systems.run_id)
+
+
 def _tracking_rows(
     purchases: list[dict],
     orders: pd.DataFrame,
     decisions,
     posted: pd.DataFrame,
     exceptions: pd.DataFrame,
+    existing: pd.DataFrame,
 ) -> pd.DataFrame:
     """One row per purchase handled: its version and outcome (for conservation and re-polls)."""
     base = pd.DataFrame(

@@ -1,0 +1,421 @@
+"""The audit store: the DuckDB file finance and operations reconcile from.
+
+``AuditStore`` is the one way the pipeline writes ``audit_events`` (hash-chained, append-only),
+the exception queue, reconciliation lines, order postings and price history
+(contracts/audit-and-finance.md names them all). Each call opens a short-lived connection and
+does its work in one transaction, so an exception is never filed without its audit event, and a
+lock held by another process is waited for (``connection.py``), never lost.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+import pandas as pd
+
+from b2b_pipeline.connectors.audit import exception_queue, price_history
+from b2b_pipeline.connectors.audit.connection import (
+    DEFAULT_LOCK_WAIT_SECONDS,
+    run_with_lock_retry,
+)
+from b2b_pipeline.connectors.audit.events import append_events_in
+from b2b_pipeline.connectors.audit.schema import EXPORTED_TABLES, TABLES_SQL, VIEWS_SQL
+from b2b_pipeline.connectors.audit.verify import VerifyResult, verify_chain
+
+T = TypeVar("T")
+
+RECONCILIATION_COLUMNS = [
+    "portal_order_id",
+    "erp_order_no",
+    "account_code",
+    "currency",
+    "portal_gross",
+    "erp_gross",
+    "difference",
+    "outcome",
+    "reason",
+]
+ORDER_POSTING_COLUMNS = [
+    "portal_order_id",
+    "erp_order_no",
+    "account_code",
+    "posted_at",
+    "currency",
+    "portal_gross",
+    "erp_gross",
+    "payment_method",
+    "erp_status",
+]
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+__all__ = ["AuditStore", "VerifyResult"]
+
+
+def _conformed(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """``frame`` with exactly ``columns`` (absent ones NULL) and a ``position`` column."""
+    conformed = pd.DataFrame(
+        {c: frame[c].to_numpy() if c in frame.columns else None for c in columns},
+        index=range(len(frame)),
+    )
+    conformed["position"] = range(len(conformed))
+    return conformed
+
+
+class AuditStore:
+    """The audit trail, exception queue and finance tables in one DuckDB file."""
+
+    def __init__(
+        self, path: Path | str, *, lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
+    ) -> None:
+        self.path = Path(path)
+        self.lock_wait_seconds = lock_wait_seconds
+        self._schema_ready = False
+
+    def __repr__(self) -> str:
+        return f"AuditStore({str(self.path)!r})"
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _write(self, work: Callable[[duckdb.DuckDBPyConnection, datetime], T]) -> T:
+        """Run ``work(connection, now)`` in one write transaction, waiting out other writers."""
+        self._ensure_ready()
+        return run_with_lock_retry(
+            self.path,
+            lambda connection: work(connection, datetime.now(UTC)),
+            read_only=False,
+            max_wait_seconds=self.lock_wait_seconds,
+        )
+
+    def _read(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        self._ensure_ready()
+        return run_with_lock_retry(
+            self.path, work, read_only=True, max_wait_seconds=self.lock_wait_seconds
+        )
+
+    def _ensure_ready(self) -> None:
+        if not self._schema_ready:
+            self.ensure_schema()
+
+    def ensure_schema(self) -> None:
+        """Create the tables and (re)create the views; safe to run any number of times."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+        def create(connection: duckdb.DuckDBPyConnection) -> None:
+            connection.execute(TABLES_SQL)
+            connection.execute(VIEWS_SQL)
+
+        run_with_lock_retry(
+            self.path, create, read_only=False, max_wait_seconds=self.lock_wait_seconds
+        )
+        self._schema_ready = True
+
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
+        """Run a read-only query (the CLI and the UI read the views through this)."""
+        return self._read(lambda connection: connection.execute(sql, params).df())
+
+    # -- audit trail ------------------------------------------------------------------------
+
+    def append_events(self, events: pd.DataFrame) -> int:
+        """Append events (run_id, entity, entity_key, action, category, detail as JSON text)
+        to the hash chain in one bulk write; returns how many were written."""
+        if events.empty:
+            return 0
+        return self._write(lambda connection, now: append_events_in(connection, events))
+
+    def record_event(
+        self,
+        entity: str,
+        entity_key: str,
+        action: str,
+        *,
+        run_id: str | None = None,
+        category: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Append one event (for rare, single decisions; batches go through append_events)."""
+        self.append_events(
+            pd.DataFrame(
+                [
+                    {
+                        "run_id": run_id,
+                        "entity": entity,
+                        "entity_key": entity_key,
+                        "action": action,
+                        "category": category,
+                        "detail": json.dumps(detail or {}, default=str, sort_keys=True),
+                    }
+                ]
+            )
+        )
+
+    def events(
+        self,
+        *,
+        entity: str | None = None,
+        entity_key: str | None = None,
+        action: str | None = None,
+        run_id: str | None = None,
+    ) -> pd.DataFrame:
+        """Audit events in seq order, filtered by whichever arguments are given."""
+        filters = {"entity": entity, "entity_key": entity_key, "action": action, "run_id": run_id}
+        given = {name: value for name, value in filters.items() if value is not None}
+        where = " AND ".join(f"{name} = ${name}" for name in given) or "TRUE"
+        return self.query(f"SELECT * FROM audit_events WHERE {where} ORDER BY seq", given)
+
+    def verify(self) -> VerifyResult:
+        """Recompute the hash chain; each problem says which seq was changed, deleted or added."""
+        return self._read(verify_chain)
+
+    # -- exception queue --------------------------------------------------------------------
+
+    def open_exceptions(self, rows: pd.DataFrame, run_id: str | None) -> pd.DataFrame:
+        """File exception rows (``exception_frame``); an unresolved exception with the same
+        (entity, entity_key, reason_code) is updated, not duplicated. Returns the rows with
+        ``exception_id`` and ``is_new``; each one is recorded in the audit trail."""
+        if rows.empty:
+            return rows.assign(exception_id=pd.Series(dtype=object), is_new=pd.Series(dtype=bool))
+        return self._write(
+            lambda connection, now: exception_queue.open_exceptions_in(
+                connection, rows, run_id, now
+            )
+        )
+
+    def exceptions(
+        self, status: str | Iterable[str] | None = None, category: str | None = None
+    ) -> pd.DataFrame:
+        """The queue, oldest first; ``status`` is one status or several."""
+        statuses = [status] if isinstance(status, str) else list(status or [])
+        return self.query(
+            """
+            SELECT * FROM exceptions
+            WHERE (len($statuses) = 0 OR list_contains($statuses, status))
+              AND ($category IS NULL OR category = $category)
+            ORDER BY opened_at, exception_id
+            """,
+            {"statuses": statuses, "category": category},
+        )
+
+    def exception(self, exception_id: str) -> dict[str, Any] | None:
+        """One exception as a dict (``payload`` and ``decision`` as JSON text), or None."""
+
+        def fetch(connection: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
+            cursor = connection.execute(
+                "SELECT * FROM exceptions WHERE exception_id = ?", [exception_id]
+            )
+            rows = cursor.fetchall()
+            if not rows:
+                return None
+            return dict(zip([d[0] for d in cursor.description], rows[0], strict=True))
+
+        return self._read(fetch)
+
+    def set_exception_status(
+        self,
+        exception_id: str,
+        status: str,
+        by: str,
+        note: str | None = None,
+        decision: dict[str, Any] | str | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        """Approve, resolve, ignore or reopen an exception, recording who decided and what
+        (e.g. ``{"accept": "erp_price"}``); raises KeyError for an unknown exception."""
+        self._write(
+            lambda connection, now: exception_queue.set_exception_status_in(
+                connection,
+                exception_id,
+                status,
+                by,
+                note=note,
+                decision=decision,
+                run_id=run_id,
+                now=now,
+            )
+        )
+
+    def resolve_exceptions_for(
+        self, entity: str, entity_keys: Iterable[str], run_id: str | None
+    ) -> int:
+        """Resolve (by "pipeline") the open or approved exceptions of records that have now
+        gone through; returns how many were resolved."""
+        keys = [str(key) for key in entity_keys]
+        if not keys:
+            return 0
+        return self._write(
+            lambda connection, now: exception_queue.resolve_exceptions_for_in(
+                connection, entity, keys, run_id, now
+            )
+        )
+
+    # -- finance ----------------------------------------------------------------------------
+
+    def write_reconciliation_lines(
+        self, month: str, lines: pd.DataFrame, run_id: str | None
+    ) -> None:
+        """Replace ``month``'s reconciliation lines (a rerun replaces, never appends) and record
+        one ``reconciliation`` event with the count of each outcome."""
+        if not _MONTH.match(month):
+            raise ValueError(f"month must be YYYY-MM, not {month!r}")
+        staged = _conformed(lines, RECONCILIATION_COLUMNS)
+        if staged["outcome"].isna().any():
+            raise ValueError("every reconciliation line needs an outcome")
+
+        def write(connection: duckdb.DuckDBPyConnection, now: datetime) -> None:
+            replaced = connection.execute(
+                "DELETE FROM reconciliation_lines WHERE month = ?", [month]
+            ).fetchall()[0][0]
+            connection.register("staged_lines", staged)
+            try:
+                connection.execute(
+                    """
+                    INSERT INTO reconciliation_lines
+                    SELECT $month, portal_order_id::VARCHAR, erp_order_no::VARCHAR,
+                           account_code::VARCHAR, currency::VARCHAR, portal_gross, erp_gross,
+                           difference, outcome::VARCHAR, reason::VARCHAR, $run_id, $now
+                    FROM staged_lines ORDER BY position
+                    """,
+                    {"month": month, "run_id": run_id, "now": now},
+                )
+                events = connection.execute(
+                    """
+                    SELECT $run_id AS run_id, 'reconciliation' AS entity, $month AS entity_key,
+                           'reconciled' AS action, NULL AS category,
+                           json_object('lines', count(*), 'replaced_lines', $replaced,
+                                       'outcomes', coalesce(json_group_object(outcome, n),
+                                                            '{}'::JSON))::VARCHAR AS detail
+                    FROM (SELECT outcome, count(*) AS n FROM staged_lines GROUP BY outcome
+                          ORDER BY outcome)
+                    """,
+                    {"run_id": run_id, "month": month, "replaced": replaced},
+                ).df()
+            finally:
+                connection.unregister("staged_lines")
+            append_events_in(connection, events, occurred_at=now)
+
+        self._write(write)
+
+    def reconciliation_lines(self, month: str) -> pd.DataFrame:
+        return self.query(
+            "SELECT * FROM reconciliation_lines WHERE month = ? ORDER BY portal_order_id", [month]
+        )
+
+    def month_end_reconciliation(self, month: str | None = None) -> pd.DataFrame:
+        """``v_month_end_reconciliation`` for one month (or all), by account and currency."""
+        return self.query(
+            """
+            SELECT * FROM v_month_end_reconciliation
+            WHERE $month IS NULL OR month = $month
+            ORDER BY month, account_code, currency
+            """,
+            {"month": month},
+        )
+
+    def record_order_postings(self, postings: pd.DataFrame, run_id: str | None) -> None:
+        """Record orders posted to the ERP (``v_order_postings`` columns); idempotent on
+        ``portal_order_id``: recording an order again updates it and keeps its first
+        ``posted_at``."""
+        if postings.empty:
+            return
+        if "portal_order_id" not in postings.columns or postings["portal_order_id"].isna().any():
+            raise ValueError("every order posting needs a portal_order_id")
+        # The last row of an order wins (dropping duplicates in pandas is cheaper than a window).
+        staged = _conformed(postings, ORDER_POSTING_COLUMNS).drop_duplicates(
+            "portal_order_id", keep="last"
+        )
+
+        def write(connection: duckdb.DuckDBPyConnection, now: datetime) -> None:
+            connection.register("staged_postings", staged)
+            try:
+                connection.execute(
+                    """
+                    CREATE TEMP TABLE incoming_postings AS
+                    SELECT s.portal_order_id::VARCHAR AS portal_order_id,
+                           coalesce(s.erp_order_no::VARCHAR, o.erp_order_no) AS erp_order_no,
+                           coalesce(s.account_code::VARCHAR, o.account_code) AS account_code,
+                           coalesce(o.posted_at, s.posted_at::TIMESTAMPTZ, $now) AS posted_at,
+                           coalesce(s.currency::VARCHAR, o.currency) AS currency,
+                           coalesce(s.portal_gross::DECIMAL(18, 4), o.portal_gross)
+                               AS portal_gross,
+                           coalesce(s.erp_gross::DECIMAL(18, 4), o.erp_gross) AS erp_gross,
+                           coalesce(s.payment_method::VARCHAR, o.payment_method)
+                               AS payment_method,
+                           coalesce(s.erp_status::VARCHAR, o.erp_status) AS erp_status
+                    FROM staged_postings AS s
+                    LEFT JOIN order_postings AS o
+                           ON o.portal_order_id = s.portal_order_id::VARCHAR
+                    """,
+                    {"now": now},
+                )
+            finally:
+                connection.unregister("staged_postings")
+            connection.execute(
+                """
+                DELETE FROM order_postings
+                WHERE portal_order_id IN (SELECT portal_order_id FROM incoming_postings)
+                """
+            )
+            connection.execute(
+                """
+                INSERT INTO order_postings
+                SELECT *, $run_id, $now FROM incoming_postings ORDER BY portal_order_id
+                """,
+                {"run_id": run_id, "now": now},
+            )
+            connection.execute("DROP TABLE incoming_postings")
+
+        self._write(write)
+
+    # -- price history ----------------------------------------------------------------------
+
+    def record_prices(self, df: pd.DataFrame, run_id: str | None = None) -> None:
+        """Record the price breaks pushed to the portal in one sync (slug, sku, min_quantity,
+        price (NULL = removed), currency, pushed_at), closing the validity of what they
+        replace."""
+        if df.empty:
+            return
+        self._write(
+            lambda connection, now: price_history.record_prices_in(
+                connection, df, run_id=run_id, now=now
+            )
+        )
+
+    def record_customer_lists(self, df: pd.DataFrame, run_id: str | None = None) -> None:
+        """Record the price lists and discount each account was given in the portal."""
+        if df.empty:
+            return
+        self._write(
+            lambda connection, now: price_history.record_customer_lists_in(
+                connection, df, run_id=run_id, now=now
+            )
+        )
+
+    def price_on(self, account_code: str, sku: str, on: date | datetime) -> pd.DataFrame:
+        """The price breaks ``account_code`` saw for ``sku`` on ``on`` (a UTC day, or an
+        instant), each with the list it came from and the price after discount."""
+        return self._read(
+            lambda connection: price_history.price_on(connection, account_code, sku, on)
+        )
+
+    # -- warehouse export -------------------------------------------------------------------
+
+    def export_parquet(self, folder: Path | str) -> list[Path]:
+        """Copy every table to ``folder/<table>.parquet`` for a shared warehouse."""
+        target = Path(folder)
+        target.mkdir(parents=True, exist_ok=True)
+
+        def export(connection: duckdb.DuckDBPyConnection) -> list[Path]:
+            written = []
+            for table in EXPORTED_TABLES:
+                path = target / f"{table}.parquet"
+                escaped = str(path).replace("'", "''")
+                connection.execute(f"COPY {table} TO '{escaped}' (FORMAT parquet)")
+                written.append(path)
+            return written
+
+        return self._read(export)

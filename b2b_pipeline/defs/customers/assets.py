@@ -1,0 +1,229 @@
+"""Customers, ERP → portal: accounts, groups, credit hold and release.
+
+The ERP is the system of record for customer accounts. ``erp_customers`` reads and checks them;
+``portal_customer_groups`` makes sure every mapped group (and the on-hold group, with ordering
+off) exists; ``portal_customers`` creates or updates each trade account in the portal by its
+ERP account code (``accounting_id``), moving held, blocked or inactive accounts to the on-hold
+group with a credit limit of 0, and restoring them on release.
+"""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import pandas as pd
+from dagster_pandera import pandera_schema_to_dagster_type
+
+from b2b_pipeline.defs.resources import (
+    AlertsResource,
+    AuditResource,
+    ErpResource,
+    MappingsResource,
+    SparkLayerResource,
+)
+from b2b_pipeline.defs.systems import (
+    AUDIT_WRITER_POOL,
+    Systems,
+    audit_events,
+    column_schema_metadata,
+    file_exceptions,
+    open_systems,
+    report_sync,
+)
+from b2b_pipeline.domain import customers as rules
+from b2b_pipeline.domain.exceptions import exception_frame
+from b2b_pipeline.domain.price_lists import validate_price_lists
+from b2b_pipeline.domain.schemas.master_data import ErpCustomers
+
+ERP = "erp"
+PORTAL_SYNC = "portal_sync"
+
+
+def systems_for(context, **resources) -> Systems:
+    return open_systems(run_id=context.run.run_id, **resources)
+
+
+@dg.asset(
+    group_name=ERP,
+    kinds={"sqlalchemy", "pandas"},
+    pool=AUDIT_WRITER_POOL,
+    dagster_type=pandera_schema_to_dagster_type(ErpCustomers),
+    metadata=column_schema_metadata(ErpCustomers),
+    description="ERP customer accounts that passed every rule (known group and tax code, "
+    "existing price list, unique account code). Accounts that failed wait in the exception "
+    "queue with the rule they broke; the others flow on.",
+)
+def erp_customers(
+    context: dg.AssetExecutionContext,
+    sparklayer: SparkLayerResource,
+    erp: ErpResource,
+    audit: AuditResource,
+    alerts: AlertsResource,
+    mappings: MappingsResource,
+) -> dg.Output:
+    systems = systems_for(
+        context, sparklayer=sparklayer, erp=erp, audit=audit, alerts=alerts, mappings=mappings
+    )
+    raw = systems.erp.read_customers()
+    lists, _ = validate_price_lists(systems.erp.read_price_lists(), systems.mappings)
+    clean, problems = rules.validate_customers(raw, systems.mappings, price_lists=lists)
+    opened = file_exceptions(systems, problems)
+    return dg.Output(
+        clean,
+        metadata={
+            "dagster/row_count": len(clean),
+            "erp_accounts": len(raw),
+            "held_back": len(problems),
+            "new_exceptions": int(opened["is_new"].sum()) if len(opened) else 0,
+            "on_credit_hold": int(clean["credit_hold"].sum()) if len(clean) else 0,
+        },
+    )
+
+
+@dg.asset(
+    group_name=PORTAL_SYNC,
+    kinds={"sparklayer"},
+    description="The portal's customer groups: one per mapped ERP group, plus the on-hold "
+    "group whose rules switch ordering and Pay on Account off.",
+)
+def portal_customer_groups(
+    context: dg.AssetExecutionContext, sparklayer: SparkLayerResource, mappings: MappingsResource
+) -> dg.MaterializeResult:
+    wanted = rules.customer_groups_needed(mappings.load())
+    with sparklayer.get_client() as client:
+        existing = {g.get("slug") for g in client.list_customer_groups()}
+        created = [g["slug"] for g in wanted if g["slug"] not in existing]
+        for group in wanted:
+            if group["slug"] in created:
+                client.create_customer_group(group)
+    return dg.MaterializeResult(
+        metadata={"groups": len(wanted), "created": dg.MetadataValue.json(created)}
+    )
+
+
+def _filled_lists_only(desired: pd.DataFrame, filled: set[str]) -> pd.DataFrame:
+    """A customer is pointed at a list only once the list holds prices (never an empty list)."""
+    if desired.empty:
+        return desired
+    desired = desired.copy()
+    desired["price_lists"] = desired["price_lists"].map(
+        lambda slugs: [s for s in (slugs or []) if s in filled]
+    )
+    return desired
+
+
+@dg.asset(
+    group_name=PORTAL_SYNC,
+    kinds={"sparklayer"},
+    pool=AUDIT_WRITER_POOL,
+    deps=["portal_customer_groups", "portal_price_lists"],
+    description="Every ERP account in the portal, matched by accounting_id = ERP account code: "
+    "group, price lists, discount, tax exemption, credit limit and terms. Held, blocked or "
+    "inactive accounts sit in the on-hold group (ordering off) with a credit limit of 0.",
+)
+def portal_customers(
+    context: dg.AssetExecutionContext,
+    erp_customers: pd.DataFrame,
+    sparklayer: SparkLayerResource,
+    erp: ErpResource,
+    audit: AuditResource,
+    alerts: AlertsResource,
+    mappings: MappingsResource,
+) -> dg.MaterializeResult:
+    from b2b_pipeline.connectors.sparklayer.errors import SparkLayerError
+
+    started = datetime.now(UTC)
+    systems = systems_for(
+        context, sparklayer=sparklayer, erp=erp, audit=audit, alerts=alerts, mappings=mappings
+    )
+    lists, _ = validate_price_lists(systems.erp.read_price_lists(), systems.mappings)
+    desired = rules.desired_portal_customers(erp_customers, systems.mappings, erp_price_lists=lists)
+    desired = _filled_lists_only(desired, systems.state.filled_price_lists())
+    portal = pd.DataFrame(list(systems.portal.iter_customers()))
+    changes = rules.customer_changes(desired, portal)
+    moves = rules.holds_and_releases(desired, portal, on_hold_group=systems.mappings.on_hold_group)
+
+    to_send = changes[changes["action"] != "unchanged"]
+    refused = []
+    sent = []
+    for row in to_send.itertuples(index=False):  # the customers API takes one record per call
+        try:
+            systems.portal.put_customer(row.body, lookup_by=row.lookup_by)
+            sent.append(row.account_code)
+        except SparkLayerError as exc:
+            refused.append(
+                {
+                    "entity": "customer",
+                    "entity_key": row.account_code,
+                    "account_code": row.account_code,
+                    "reason_code": "PORTAL_REJECTED_RECORD",
+                    "message": f"The portal refused customer {row.account_code}: "
+                    f"{exc.detail or exc.title}. Correct the account in the ERP; the next "
+                    "sync sends it again.",
+                    "payload": None,
+                }
+            )
+    done = to_send[to_send["account_code"].isin(sent)]
+    events = [
+        audit_events(
+            done,
+            run_id=systems.run_id,
+            entity="customer",
+            key="account_code",
+            action=done["action"].map({"create": "created", "update": "pushed"}),
+            detail_columns=["changed_fields", "matched_by"],
+        )
+    ]
+    if not moves.empty:
+        applied = moves[moves["account_code"].isin(sent)]
+        events.append(
+            audit_events(
+                applied,
+                run_id=systems.run_id,
+                entity="customer",
+                key="account_code",
+                action=applied["action"],
+                category="AUTHORISATION",
+                detail_columns=[c for c in ("reason", "group") if c in applied.columns],
+            )
+        )
+    systems.record(events)
+    sent_desired = desired[desired["account_code"].isin(sent)]
+    if not sent_desired.empty:
+        systems.audit.record_customer_lists(
+            sent_desired[["account_code", "price_lists", "discount_percentage"]], systems.run_id
+        )
+    refused_frame = exception_frame(refused)
+    file_exceptions(systems, refused_frame)
+    if sent:
+        systems.audit.resolve_exceptions_for("customer", sent, systems.run_id)
+    report_sync(
+        systems,
+        "customers",
+        started_at=started,
+        records_failed=len(refused),
+        errors=refused_frame,
+    )
+    counts = changes["action"].value_counts().to_dict()
+    return dg.MaterializeResult(
+        metadata={
+            "accounts": len(desired),
+            "created": len(done[done["action"] == "create"]),
+            "updated": len(done[done["action"] == "update"]),
+            "unchanged": int(counts.get("unchanged", 0)),
+            "refused_by_portal": len(refused),
+            "credit_holds_applied": int((moves["action"] == "credit_hold_applied").sum())
+            if not moves.empty
+            else 0,
+            "credit_holds_released": int((moves["action"] == "credit_hold_released").sum())
+            if not moves.empty
+            else 0,
+            "api_calls": len(to_send),
+        },
+    )
+
+
+customer_sync_job = dg.define_asset_job(
+    "customer_sync_job",
+    selection=dg.AssetSelection.assets(erp_customers, portal_customer_groups, portal_customers),
+    description="ERP customer accounts, groups and credit status to the portal.",
+)

@@ -1,0 +1,13 @@
+"""Pricing: ERP price lists and quantity breaks → portal."""
+
+import dagster as dg
+
+from b2b_pipeline.defs.pricing import assets, checks, schedules, sensors
+
+defs = dg.Definitions(
+    assets=[assets.erp_products, assets.erp_price_data, assets.portal_price_lists],
+    asset_checks=dg.load_asset_checks_from_modules([checks]),
+    jobs=[assets.price_sync_job],
+    schedules=[schedules.nightly_price_comparison_schedule],
+    sensors=[sensors.erp_price_changes_sensor],
+)
