@@ -135,3 +135,43 @@ def audit(tmp_path: Path):
     store = AuditStore(tmp_path / "audit.duckdb")
     store.ensure_schema()
     return store
+
+
+@pytest.fixture
+def pipeline(simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The whole product on real components: simulator, seeded SQLite ERP, DuckDB audit file;
+    the environment points the project's own Dagster definitions at them."""
+    from b2b_pipeline.connectors.audit.store import AuditStore
+    from b2b_pipeline.connectors.erp.gateway import ErpGateway
+    from b2b_pipeline.connectors.sparklayer.client import SparkLayerClient
+    from b2b_pipeline.demo import seed_erp
+    from b2b_pipeline_tests.harness import Pipeline
+
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    erp_url = f"sqlite:///{data / 'erp.sqlite'}"
+    audit_path = data / "audit.duckdb"
+    monkeypatch.setenv("SPARKLAYER_BASE_URL", simulator.url)
+    monkeypatch.setenv("SPARKLAYER_SITE_ID", SITE_ID)
+    monkeypatch.setenv("SPARKLAYER_CLIENT_ID", CLIENT_ID)
+    monkeypatch.setenv("SPARKLAYER_CLIENT_SECRET", CLIENT_SECRET)
+    # Fast pacing in tests; the rate limit itself is proven in the client tests.
+    monkeypatch.setenv("SPARKLAYER_REQUESTS_PER_SECOND", "1000")
+    monkeypatch.setenv("ERP_DATABASE_URL", erp_url)
+    monkeypatch.setenv("B2B_AUDIT_DB", str(audit_path))
+    gateway = ErpGateway(erp_url)
+    gateway.create_schema()
+    seed_erp(gateway)
+    store = AuditStore(audit_path)
+    store.ensure_schema()
+    client = SparkLayerClient(
+        simulator.url,
+        SITE_ID,
+        CLIENT_ID,
+        CLIENT_SECRET,
+        requests_per_second=1000.0,
+        backoff_max=0.2,
+    )
+    yield Pipeline(url=simulator.url, erp=gateway, audit=store, portal=client, data_dir=data)
+    client.close()
+    gateway.dispose()
