@@ -268,6 +268,14 @@ def test_unexplained_leaves_out_matches_and_queued_orders(lines: pd.DataFrame) -
     assert not clean and clean.count == 0 and clean.money == {}
 
 
+def test_a_difference_finance_approved_is_explained(lines: pd.DataFrame) -> None:
+    mismatch = lines.index[lines["outcome"] == "AMOUNT_MISMATCH"][0]
+    approved = lines.assign(approved_difference=lines.index == mismatch)
+    before, after = unexplained(lines), unexplained(approved)
+    assert after.count == before.count - 1
+    assert approved.loc[mismatch, "portal_order_id"] not in set(after.lines["portal_order_id"])
+
+
 @pytest.mark.parametrize(
     ("month", "present", "absent"),
     [

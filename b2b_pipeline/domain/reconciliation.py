@@ -283,9 +283,16 @@ class UnexplainedDifferences:
 
 
 def unexplained(lines: pd.DataFrame) -> UnexplainedDifferences:
-    """The lines not MATCHED and not held in the exception queue, with their count and money."""
+    """The lines not MATCHED, not held in the exception queue and not an approved difference
+    (an optional ``approved_difference`` column), with their count and money."""
     explained = {outcome.value for outcome in EXPLAINED_OUTCOMES}
-    open_lines = lines.loc[~lines["outcome"].isin(explained)].reset_index(drop=True)
+    unexplained_mask = ~lines["outcome"].isin(explained)
+    if "approved_difference" in lines:
+        # A difference finance approved when the order was posted (accept the ERP or the
+        # portal price) stays AMOUNT_MISMATCH, by contract, but is explained: its reason names
+        # who approved which price.
+        unexplained_mask &= ~lines["approved_difference"].fillna(False).astype(bool)
+    open_lines = lines.loc[unexplained_mask].reset_index(drop=True)
     money = open_lines["difference"].abs().groupby(open_lines["currency"].fillna("")).sum().round(4)
     return UnexplainedDifferences(
         lines=open_lines,
