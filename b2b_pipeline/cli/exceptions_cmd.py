@@ -236,6 +236,17 @@ def retry(exception_ids: tuple[str, ...], all_open: bool) -> None:
         records = [_get(store, eid) for eid in exception_ids]
     else:
         raise click.UsageError("name exception ids, or --all-open")
+    closed = [r for r in records if r["status"] == "ignored"]
+    if closed:
+        # An ignored order is never posted (the intake skips it); say so rather than replaying
+        # it and reporting "still waiting" for something nobody waits for.
+        for record in closed:
+            click.echo(
+                f"b2b-pipeline: {record['exception_id']} was ignored by "
+                f"{record.get('resolved_by') or 'someone'}; it is closed and is not retried.",
+                err=True,
+            )
+        sys.exit(2)
     if not records:
         click.echo("Nothing to retry.")
         return
@@ -250,5 +261,10 @@ def ignore(exception_id: str, by: str, note: str) -> None:
     """Close an exception that needs no action (e.g. the customer cancelled)."""
     store = _store()
     record = _get(store, exception_id)
+    if record["status"] not in ("open", "approved"):
+        # A resolved exception's order is already in the ERP: ignoring it would record a
+        # decision that did not happen.
+        click.echo(f"b2b-pipeline: exception is {record['status']}, not open", err=True)
+        sys.exit(2)
     store.set_exception_status(record["exception_id"], "ignored", by=by, note=note)
     click.echo(f"Ignored {record['exception_id']} by {by}.")

@@ -55,8 +55,10 @@ def cli(verbose: bool) -> None:
     SPARKLAYER_CLIENT_SECRET, ERP_DATABASE_URL, B2B_AUDIT_DB and B2B_MAPPINGS; unset means the
     embedded defaults under ./data.
     """
+    # Without -v only errors are logged: the connectors' retry warnings ("attempt 2 of 5 ...")
+    # would otherwise surround the one line that says which system could not be reached.
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
+        level=logging.INFO if verbose else logging.ERROR,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 

@@ -1,4 +1,10 @@
-"""``b2b-pipeline run``: one full cycle now, headless and synchronous."""
+"""``b2b-pipeline run``: one full cycle, headless and synchronous, with a summary.
+
+Exit status (contracts/command-line.md): 0 when the cycle ran and every check passed, queued
+exceptions included (they are business outcomes); 1 when it ran and a check found a problem
+(e.g. an ERP customer group with no portal group); 2 when a system could not be reached or a
+step failed, in one line naming the system.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +14,45 @@ import click
 
 from b2b_pipeline.cli.output import emit, format_option
 from b2b_pipeline.cli.runner import run_job
+from b2b_pipeline.config.settings import Settings
+
+
+def _reach_systems() -> None:
+    """Reach the ERP and the portal once before the run.
+
+    A run's independent steps each retry an unreachable portal for several seconds before
+    giving up (Dagster runs the other branches after one fails), so an outage found here is
+    reported once, in one line naming the system, instead of after every step's retries.
+    """
+    from b2b_pipeline.connectors.erp.gateway import ErpGateway
+    from b2b_pipeline.connectors.sparklayer.client import SparkLayerClient
+
+    settings = Settings.from_env()
+    gateway = ErpGateway(settings.erp_database_url)
+    try:
+        gateway.ping()
+    finally:
+        gateway.dispose()
+    with SparkLayerClient(
+        settings.sparklayer_base_url,
+        settings.sparklayer_site_id,
+        settings.sparklayer_client_id,
+        settings.sparklayer_client_secret,
+        requests_per_second=settings.sparklayer_requests_per_second,
+    ) as client:
+        client.list_customer_groups()
 
 
 @click.command()
 @format_option
 def run(fmt: str) -> None:
     """Master data to the portal, then orders to the ERP, exceptions and audit: what the
-    schedules and sensors do, at once. Queued exceptions are business outcomes (exit 0)."""
+    schedules and sensors do, at once. Queued exceptions are business outcomes (exit 0); a
+    failed check exits 1; an unreachable system exits 2."""
+    _reach_systems()
     click.echo("Running one full cycle (customers, prices, stock, then orders) …", err=True)
     summary = run_job("full_cycle_job")
+    failed = [name for name, passed in summary.checks.items() if not passed]
     if fmt == "json":
         emit(
             {
@@ -24,6 +60,7 @@ def run(fmt: str) -> None:
                 "run_id": summary.run_id,
                 "assets": summary.assets,
                 "checks": summary.checks,
+                "failed_checks": {name: summary.check_problems.get(name, "") for name in failed},
                 "error": summary.error,
             },
             fmt,
@@ -34,11 +71,15 @@ def run(fmt: str) -> None:
                 f"{k}={v}" for k, v in metadata.items() if isinstance(v, int | float)
             )
             click.echo(f"{asset:28} {numbers}")
-        failed = [name for name, passed in summary.checks.items() if not passed]
         click.echo(
             f"checks: {len(summary.checks) - len(failed)} passed"
             + (f", FAILED: {', '.join(failed)}" if failed else "")
         )
+        for name in failed:
+            if summary.check_problems.get(name):
+                click.echo(f"  {name}: {summary.check_problems[name]}")
     if not summary.success:
         click.echo(f"b2b-pipeline: the run failed: {summary.error}", err=True)
         sys.exit(2)
+    if failed:
+        sys.exit(1)

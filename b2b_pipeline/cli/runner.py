@@ -2,10 +2,15 @@
 
 A CLI run goes through exactly the assets, checks and resources the schedules and sensors use,
 and, when ``DAGSTER_HOME`` is set, is recorded in the same instance, so it shows in the UI.
+
+What the person at the terminal sees is the summary and, when a step fails, one line naming
+the system and the problem: Dagster's own event log (every step, and a traceback on failure)
+is shown only with ``b2b-pipeline -v``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +25,12 @@ class JobSummary:
     # asset name -> its materialization metadata (numbers and short texts)
     assets: dict[str, dict[str, Any]] = field(default_factory=dict)
     checks: dict[str, bool] = field(default_factory=dict)
+    # check name -> what it says (its description), for the checks that failed
+    check_problems: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    # The failed step and the error class the failure came from, e.g. "PortalUnreachableError".
+    failed_step: str | None = None
+    error_class: str | None = None
     values: dict[str, Any] = field(default_factory=dict)
 
 
@@ -39,6 +49,63 @@ def _plain(value: Any) -> Any:
     return str(inner)
 
 
+def _subclass_names(*bases: type) -> set[str]:
+    names: set[str] = set()
+    pending = list(bases)
+    while pending:
+        cls = pending.pop()
+        names.add(cls.__name__)
+        pending.extend(cls.__subclasses__())
+    return names
+
+
+def _system_error_names() -> set[str]:
+    """Our connectors' typed errors: their messages are already one line for a person, name the
+    system (SparkLayer, the ERP database, the mapping file) and never carry a secret."""
+    from b2b_pipeline.config.mappings import InvalidMappings
+    from b2b_pipeline.connectors.erp.errors import ErpError
+    from b2b_pipeline.connectors.sparklayer.errors import SparkLayerError
+
+    return _subclass_names(ErpError, SparkLayerError, InvalidMappings)
+
+
+def _one_line(error: Any) -> str:
+    """A SerializableErrorInfo's message without the ``module.Class: `` prefix, on one line."""
+    text = (error.message or "").strip()
+    prefix = f"{error.cls_name}: "
+    if error.cls_name and prefix in text[: len(prefix) + 200]:
+        text = text.split(prefix, 1)[1]
+    return " ".join(text.split())
+
+
+def describe_step_failure(error: Any) -> tuple[str, str | None]:
+    """(one line for a person, the class of the error it came from) for a step failure.
+
+    Dagster wraps what user code raised in ``DagsterExecutionStepExecutionError`` ("Error
+    occurred while executing op ...:"), which says nothing about the cause; the cause chain
+    holds our connector's typed error, whose message is the one to show.
+    """
+    known = _system_error_names()
+    chain = []
+    seen = error
+    while seen is not None and len(chain) < 20:
+        chain.append(seen)
+        seen = seen.cause or seen.context
+    for link in chain:
+        if link.cls_name in known:
+            return _one_line(link), link.cls_name
+    # Not one of ours: the innermost error is the user-code one (the outer ones are Dagster's).
+    inner = chain[-1]
+    return f"{inner.cls_name}: {_one_line(inner)}", inner.cls_name
+
+
+def _quiet_loggers(run_config: dict[str, Any]) -> dict[str, Any]:
+    """Silence Dagster's console event log unless the CLI runs verbose (``-v``)."""
+    if logging.getLogger().isEnabledFor(logging.INFO) or "loggers" in run_config:
+        return run_config
+    return {**run_config, "loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
 def run_job(
     job_name: str,
     run_config: dict[str, Any] | None = None,
@@ -48,12 +115,17 @@ def run_job(
 ) -> JobSummary:
     """Run a job of the definitions in this process; ``outputs`` names assets whose values
     the caller wants back (e.g. the reconciliation for the close pack)."""
-    from b2b_pipeline.definitions import defs
+    from b2b_pipeline.definitions import build_definitions
+
+    # Built per call, not the module-level ``defs``: the resources read the environment when
+    # they are built (the audit file, the mapping file), so a process that points the
+    # environment elsewhere (a test, a script driving several sites) must get those systems.
+    defs = build_definitions()
 
     job = defs.resolve_job_def(job_name)
     with _instance() as instance:
         result = job.execute_in_process(
-            run_config=run_config or {},
+            run_config=_quiet_loggers(run_config or {}),
             instance=instance,
             raise_on_error=False,
             partition_key=partition_key,
@@ -66,12 +138,18 @@ def run_job(
         name = materialization.asset_key.to_user_string()
         summary.assets[name] = {k: _plain(v) for k, v in materialization.metadata.items()}
     for event in result.get_asset_check_evaluations():
-        summary.checks[f"{event.asset_key.to_user_string()}:{event.check_name}"] = event.passed
+        name = f"{event.asset_key.to_user_string()}:{event.check_name}"
+        summary.checks[name] = event.passed
+        if not event.passed:
+            summary.check_problems[name] = event.description or ""
     if not result.success:
-        failures = [
-            e.step_failure_data.error.message.strip().splitlines()[-1]
-            for e in result.all_events
-            if e.is_step_failure and e.step_failure_data and e.step_failure_data.error
-        ]
-        summary.error = failures[0] if failures else "the run failed"
+        failures = [e for e in result.all_events if e.is_step_failure and e.step_failure_data]
+        first = next((e for e in failures if e.step_failure_data.error), None)
+        if first is None:
+            summary.error = "the run failed"
+        else:
+            message, cls_name = describe_step_failure(first.step_failure_data.error)
+            summary.failed_step = first.step_key
+            summary.error_class = cls_name
+            summary.error = f"{message} (step {first.step_key})"
     return summary

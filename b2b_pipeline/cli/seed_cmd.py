@@ -54,7 +54,8 @@ def seed(
 ) -> None:
     """Fill the reference ERP (and the simulator) with deterministic demo data."""
     from b2b_pipeline.connectors.erp.gateway import ErpGateway
-    from b2b_pipeline.demo import seed_erp, seed_portal
+    from b2b_pipeline.demo import seed_portal
+    from b2b_pipeline.demo.erp_seed import demo_erp_frames, summarise
 
     settings = Settings.from_env()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -66,11 +67,23 @@ def seed(
             click.echo("The ERP already has data: nothing seeded.")
             return
         started = time.perf_counter()
-        click.echo(f"Seeding the ERP: {customers} customers, {skus} SKUs …", err=True)
-        summary = seed_erp(
-            gateway, customers=customers, skus=skus, price_rows=price_rows, seed=rng_seed
+        # One line per stage (on stderr, so stdout stays the result): at benchmark sizes the
+        # seed takes long enough that a silent terminal looks hung.
+        click.echo(
+            f"[1/2] Generating the demo merchant: {customers:,} customers, {skus:,} SKUs …",
+            err=True,
         )
-        click.echo(f"ERP seeded in {time.perf_counter() - started:.1f} s: {summary}")
+        frames = demo_erp_frames(
+            customers=customers, skus=skus, price_rows=price_rows, seed=rng_seed
+        )
+        rows = sum(len(frame) for frame in frames.values())
+        click.echo(
+            f"[2/2] Writing {rows:,} rows to the ERP ({time.perf_counter() - started:.1f} s "
+            "so far) …",
+            err=True,
+        )
+        gateway.replace_master_data(frames)
+        click.echo(f"ERP seeded in {time.perf_counter() - started:.1f} s: {summarise(frames)}")
     finally:
         gateway.dispose()
     if not portal:

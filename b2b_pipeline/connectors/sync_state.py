@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS order_tracking (
     account_code VARCHAR,
     status VARCHAR,
     portal_updated_at TIMESTAMPTZ,
-    outcome VARCHAR,            -- filtered | posted | exception
+    outcome VARCHAR,            -- filtered | posted | exception | ignored (by a person)
     erp_order_no VARCHAR,
     reason_code VARCHAR,
     internal_written BOOLEAN DEFAULT FALSE,

@@ -8,6 +8,10 @@ defaults when a variable is unset. Resources only open connections; the business
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import threading
+import weakref
 from pathlib import Path
 
 import dagster as dg
@@ -15,6 +19,90 @@ from pydantic import PrivateAttr
 
 from b2b_pipeline.config.mappings import Mappings, load_mappings
 from b2b_pipeline.config.settings import Settings
+
+
+class _PortalCallStats:
+    """What every SparkLayer client handed out by the resource in this process spent its time
+    on (calls, retries, waits on the rate limit), added up.
+
+    Assets open a client per step and let it go when the step ends, so a client's own
+    ``stats`` is gone before anyone can read it. Each client's figures are folded into the
+    process total when it is closed or collected; live clients are summed on reading. Read by
+    the benchmarks (share of a run spent waiting on the portal's rate limit) and for capacity
+    questions: "is the portal's allowance what slows order intake down?".
+    """
+
+    def __init__(self) -> None:
+        # Re-entrant: a collection triggered while the lock is held may run a client's __del__.
+        self._lock = threading.RLock()
+        self._retired: dict[str, float] = {}
+        self._live: weakref.WeakSet = weakref.WeakSet()
+
+    def track(self, client) -> None:
+        with self._lock:
+            client._counted_out = False
+            self._live.add(client)
+
+    def retire(self, client) -> None:
+        # A flag on the client, not membership of the weak set: when the garbage collector
+        # breaks a cycle it clears weak references before it calls __del__.
+        with self._lock:
+            if getattr(client, "_counted_out", True):
+                return
+            client._counted_out = True
+            self._live.discard(client)
+            self._add(self._retired, client.stats)
+
+    @staticmethod
+    def _add(totals: dict[str, float], stats) -> None:
+        for name in stats.__dataclass_fields__:
+            totals[name] = totals.get(name, 0) + getattr(stats, name)
+
+    def snapshot(self):
+        from b2b_pipeline.connectors.sparklayer.transport import ClientStats
+
+        with self._lock:
+            totals = dict(self._retired)
+            for client in list(self._live):
+                self._add(totals, client.stats)
+        return ClientStats(**totals)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._retired = {}
+            for client in list(self._live):
+                client.reset_stats()
+
+
+_PORTAL_CALLS = _PortalCallStats()
+
+
+def portal_call_stats():
+    """``ClientStats`` summed over every portal client the resource made in this process
+    (``rate_limit_wait_seconds``: time spent waiting on the rate limit, ours and the portal's)."""
+    return _PORTAL_CALLS.snapshot()
+
+
+def reset_portal_call_stats() -> None:
+    _PORTAL_CALLS.reset()
+
+
+@functools.cache
+def _counted_client_class():
+    from b2b_pipeline.connectors.sparklayer.client import SparkLayerClient
+
+    class CountedSparkLayerClient(SparkLayerClient):
+        """A SparkLayerClient whose figures survive it (see ``portal_call_stats``)."""
+
+        def close(self) -> None:
+            _PORTAL_CALLS.retire(self)
+            super().close()
+
+        def __del__(self) -> None:
+            with contextlib.suppress(Exception):  # never raise from a finaliser
+                _PORTAL_CALLS.retire(self)
+
+    return CountedSparkLayerClient
 
 
 class SparkLayerResource(dg.ConfigurableResource):
@@ -27,15 +115,15 @@ class SparkLayerResource(dg.ConfigurableResource):
     requests_per_second: float = 20.0
 
     def get_client(self):
-        from b2b_pipeline.connectors.sparklayer.client import SparkLayerClient
-
-        return SparkLayerClient(
+        client = _counted_client_class()(
             self.base_url,
             self.site_id,
             self.client_id,
             self.client_secret,
             requests_per_second=self.requests_per_second,
         )
+        _PORTAL_CALLS.track(client)
+        return client
 
 
 class ErpResource(dg.ConfigurableResource):

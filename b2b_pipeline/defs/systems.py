@@ -128,13 +128,33 @@ def report_sync(
     records_failed: int,
     errors: pd.DataFrame | None,
     completed: bool = True,
+    entities: tuple[str, ...] = (),
 ) -> bool:
     """Report one master-data sync to SparkLayer's Sync Logging API (and the audit trail), so
-    the merchant sees sync health inside the portal too. A failed report never fails the sync."""
+    the merchant sees sync health inside the portal too. A failed report never fails the sync.
+
+    ``entities``: the exception entities this sync covers. Every unresolved exception of those
+    entities that this run filed or met again is reported too, so a record held back by an
+    earlier step of the run (an ERP account with an unmapped tax code never reaches the portal
+    step) shows as failed, rather than the log claiming a clean sync.
+    """
     from datetime import UTC, datetime
 
     from b2b_pipeline.domain.sync_log import sync_log_body
 
+    if entities:
+        seen = systems.audit.query(
+            "SELECT entity_key, message FROM exceptions "
+            "WHERE last_run_id = $run_id AND status IN ('open', 'approved') "
+            "AND list_contains($entities, entity) ORDER BY opened_at, exception_id",
+            {"run_id": systems.run_id, "entities": list(entities)},
+        )
+        if len(seen):
+            frames = [seen]
+            if errors is not None and len(errors):
+                frames.insert(0, errors[["entity_key", "message"]])
+            errors = pd.concat(frames, ignore_index=True).drop_duplicates()
+            records_failed = max(records_failed, errors["entity_key"].nunique())
     body = sync_log_body(
         started_at=started_at,
         finished_at=datetime.now(UTC),

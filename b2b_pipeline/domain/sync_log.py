@@ -14,6 +14,8 @@ import pandas as pd
 
 SYNC_LOG_MAX_ERRORS = 5000
 SYNC_LOG_MAX_MESSAGE = 2000
+# The portal's limit on an external_id (contracts/sparklayer-api.md; the simulator enforces it).
+SYNC_LOG_MAX_EXTERNAL_ID = 64
 
 
 def _iso(moment: datetime) -> str:
@@ -47,6 +49,18 @@ def sync_log_body(
         frame = frame.assign(
             external_id=frame["external_id"].astype(str), message=frame["message"].astype(str)
         )
+        # One key over the portal's limit (a price row "list/SKU" with a long SKU) would make
+        # the portal refuse the whole report, leaving the last one, perhaps "succeeded", on
+        # show. Cut such keys visibly and put the full key in front of the message.
+        too_long_id = frame["external_id"].str.len() > SYNC_LOG_MAX_EXTERNAL_ID
+        if too_long_id.any():
+            frame.loc[too_long_id, "message"] = (
+                frame.loc[too_long_id, "external_id"] + ": " + frame.loc[too_long_id, "message"]
+            )
+            frame.loc[too_long_id, "external_id"] = (
+                frame.loc[too_long_id, "external_id"].str.slice(0, SYNC_LOG_MAX_EXTERNAL_ID - 1)
+                + "…"
+            )
         per_record = frame.groupby("external_id", sort=False).agg(
             message=("message", lambda m: " | ".join(dict.fromkeys(m))),
             external_url=("external_url", "first"),

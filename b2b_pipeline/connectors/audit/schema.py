@@ -7,6 +7,8 @@ every timestamp is TIMESTAMPTZ and sessions run in UTC.
 
 from __future__ import annotations
 
+from b2b_pipeline.domain.reconciliation import MONTH_END_SUMMARY_SQL
+
 TABLES_SQL = """
 CREATE TABLE IF NOT EXISTS audit_events (
     seq          BIGINT      NOT NULL,  -- gapless, increasing; no index: the hash chain guards it
@@ -106,7 +108,8 @@ CREATE TABLE IF NOT EXISTS customer_price_list_history (
 );
 """
 
-VIEWS_SQL = """
+VIEWS_SQL = (
+    """
 CREATE OR REPLACE VIEW v_order_postings AS
 SELECT portal_order_id, erp_order_no, account_code, posted_at, currency,
        portal_gross, erp_gross, payment_method, erp_status
@@ -123,24 +126,16 @@ FROM exceptions
 WHERE status IN ('open', 'approved');
 
 -- variance = erp_gross - portal_gross: the ERP is the system of record, so a positive
--- variance means the ERP booked more than the portal charged.
+-- variance means the ERP booked more than the portal charged. The body is the domain's own
+-- summary (MONTH_END_SUMMARY_SQL), so the view, the close pack and the asset's metadata can
+-- never disagree: a DUPLICATE_IN_ERP line names its portal order but is not a second portal
+-- order, and a hand-written copy of the query here counted it twice.
 CREATE OR REPLACE VIEW v_month_end_reconciliation AS
-SELECT month, account_code, currency,
-       count(portal_order_id) FILTER (WHERE outcome <> 'MISSING_IN_PORTAL') AS portal_orders,
-       count(erp_order_no) AS erp_orders,
-       coalesce(sum(portal_gross) FILTER (WHERE outcome <> 'MISSING_IN_PORTAL'), 0)
-           AS portal_gross,
-       coalesce(sum(erp_gross), 0) AS erp_gross,
-       coalesce(sum(erp_gross), 0)
-           - coalesce(sum(portal_gross) FILTER (WHERE outcome <> 'MISSING_IN_PORTAL'), 0)
-           AS variance,
-       count(*) FILTER (WHERE outcome = 'MISSING_IN_ERP') AS missing_in_erp,
-       count(*) FILTER (WHERE outcome = 'MISSING_IN_PORTAL') AS missing_in_portal,
-       count(*) FILTER (WHERE outcome = 'AMOUNT_MISMATCH') AS amount_mismatches,
-       count(*) FILTER (WHERE outcome = 'EXCEPTION_OPEN') AS open_exceptions
-FROM reconciliation_lines
-GROUP BY month, account_code, currency;
 """
+    + MONTH_END_SUMMARY_SQL.strip()
+    + """;
+"""
+)
 
 # Tables exported for a shared warehouse, in dependency-free order.
 EXPORTED_TABLES = (

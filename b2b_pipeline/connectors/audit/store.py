@@ -59,8 +59,10 @@ __all__ = ["AuditStore", "VerifyResult"]
 
 def _conformed(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """``frame`` with exactly ``columns`` (absent ones NULL) and a ``position`` column."""
+    # The columns keep their pandas dtypes: ``to_numpy()`` turns a nullable Int64 with a gap
+    # (an ERP order number missing on some lines) into float, stored as '12.0' in a VARCHAR.
     conformed = pd.DataFrame(
-        {c: frame[c].to_numpy() if c in frame.columns else None for c in columns},
+        {c: frame[c].reset_index(drop=True) if c in frame.columns else None for c in columns},
         index=range(len(frame)),
     )
     conformed["position"] = range(len(conformed))

@@ -250,11 +250,21 @@ class ErpGateway:
     def existing_orders(self, external_refs: Iterable[str]) -> pd.DataFrame:
         """Sales orders already posted for these portal purchase ids.
 
-        Columns: external_ref, order_no, status, gross_total (one row per ref found).
+        Columns: external_ref, order_no, status, gross_total, account_code, currency,
+        payment_method (one row per ref found). The last three let the order intake rebuild the
+        audit record of an order posted by a run that died before recording it.
         """
         refs = sorted({str(r) for r in external_refs})
         orders = schema.sales_orders
-        wanted = ["external_ref", "order_no", "status", "gross_total"]
+        wanted = [
+            "external_ref",
+            "order_no",
+            "status",
+            "gross_total",
+            "account_code",
+            "currency",
+            "payment_method",
+        ]
         rows: list[Sequence[Any]] = []
         with self._reading("looking up posted sales orders") as conn:
             for chunk in chunks(refs, _IN_CHUNK):

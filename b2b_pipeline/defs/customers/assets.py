@@ -202,6 +202,7 @@ def portal_customers(
         started_at=started,
         records_failed=len(refused),
         errors=refused_frame,
+        entities=("customer",),
     )
     counts = changes["action"].value_counts().to_dict()
     return dg.MaterializeResult(

@@ -75,8 +75,14 @@ def reconcile(systems: Systems, month: str) -> MonthEnd:
     lines = rec.reconcile_month(
         month, portal, erp, queue, tolerance=systems.mappings.price_tolerance
     )
+    mismatched = lines.loc[
+        lines["outcome"] == rec.Outcome.AMOUNT_MISMATCH.value, "portal_order_id"
+    ].dropna()
     lines = explain_approved_differences(
-        lines, systems.audit.exceptions(status=["approved", "resolved"])
+        lines,
+        systems.audit.exceptions(status=["approved", "resolved"]),
+        approvers=approvers(systems),
+        posted_erp_gross=posted_erp_gross(systems, mismatched.tolist()),
     )
     systems.audit.write_reconciliation_lines(month, lines, systems.run_id)
     return MonthEnd(
@@ -88,10 +94,51 @@ def reconcile(systems: Systems, month: str) -> MonthEnd:
     )
 
 
-def explain_approved_differences(lines: pd.DataFrame, decided: pd.DataFrame) -> pd.DataFrame:
+def approvers(systems: Systems) -> pd.Series:
+    """exception_id -> who approved it last, from the audit trail.
+
+    Not the queue's ``resolved_by``: once the approved order is retried and posted, the queue
+    row is resolved *by the pipeline*, which overwrites the name of the person who approved.
+    """
+    events = systems.audit.query(
+        """
+        SELECT entity_key AS exception_id, detail->>'by' AS approved_by
+        FROM audit_events
+        WHERE entity = 'exception' AND action = 'exception_approved'
+        ORDER BY seq
+        """
+    )
+    return events.drop_duplicates("exception_id", keep="last").set_index("exception_id")[
+        "approved_by"
+    ]
+
+
+def posted_erp_gross(systems: Systems, order_ids: list[str]) -> pd.Series:
+    """portal_order_id -> the ERP gross the pipeline posted (``order_postings``)."""
+    if not order_ids:
+        return pd.Series(dtype="float64")
+    posted = systems.audit.query(
+        "SELECT portal_order_id, erp_gross FROM order_postings "
+        "WHERE list_contains($ids, portal_order_id)",
+        {"ids": order_ids},
+    )
+    return posted.set_index("portal_order_id")["erp_gross"].astype("float64")
+
+
+def explain_approved_differences(
+    lines: pd.DataFrame,
+    decided: pd.DataFrame,
+    approvers: pd.Series | None = None,
+    posted_erp_gross: pd.Series | None = None,
+) -> pd.DataFrame:
     """Mark amount differences finance approved at posting time (``exceptions approve --accept
     erp-price|portal-price``): still an AMOUNT_MISMATCH, by contract, but explained, and the
-    reason says who approved which price."""
+    reason says who approved which price (``approvers``: exception_id -> name, see
+    :func:`approvers`; without it, the queue's ``resolved_by``).
+
+    With ``posted_erp_gross`` (portal_order_id -> ERP gross when posted), the approval covers
+    only the amount that was posted: an approved order whose ERP total was edited afterwards is
+    unexplained again, and its reason says so, so an approval never hides a later change."""
     lines = lines.assign(approved_difference=False)
     if decided.empty or lines.empty:
         return lines
@@ -106,15 +153,34 @@ def explain_approved_differences(lines: pd.DataFrame, decided: pd.DataFrame) -> 
     hit = (lines["outcome"] == rec.Outcome.AMOUNT_MISMATCH.value) & lines["portal_order_id"].isin(
         by_order.index
     )
+    if posted_erp_gross is not None and hit.any():
+        posted = lines["portal_order_id"].map(posted_erp_gross)
+        # Cent precision: the ERP stores money to 2 dp (DECIMAL 4 dp in the audit store).
+        changed = hit & (posted.isna() | ((lines["erp_gross"] - posted).abs() > 0.005))
+        if changed.any():
+            ids = lines.loc[changed, "portal_order_id"].map(by_order["exception_id"])
+            was = posted[changed].map(lambda v: "unknown" if pd.isna(v) else f"{v:.2f}")
+            lines.loc[changed, "reason"] = (
+                lines.loc[changed, "reason"].fillna("")
+                + " A price difference was approved for this order ("
+                + ids
+                + ") when it was posted at "
+                + was
+                + ", but the ERP total has changed since: the approval does not cover it."
+            )
+            hit &= ~changed
     if hit.any():
         keys = lines.loc[hit, "portal_order_id"]
-        who = keys.map(by_order["resolved_by"]).fillna("finance")
+        ids = keys.map(by_order["exception_id"])
+        who = keys.map(by_order["resolved_by"])
+        if approvers is not None and not approvers.empty:
+            who = ids.map(approvers).fillna(who)
+        who = who.fillna("finance")
         which = (
             keys.map(by_order["decision"])
             .str.contains("portal_price")
             .map({True: "portal", False: "ERP"})
         )
-        ids = keys.map(by_order["exception_id"])
         lines.loc[hit, "reason"] = (
             "Difference approved by "
             + who

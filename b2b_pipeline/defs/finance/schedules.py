@@ -6,16 +6,24 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from b2b_pipeline.defs.finance.assets import month_end_job
-from b2b_pipeline.domain.reconciliation import month_of
+from b2b_pipeline.domain.reconciliation import month_of, previous_month
 
-# For a monthly partitioned job this targets the last complete month.
-month_end_close_schedule = dg.build_schedule_from_partitioned_job(
-    month_end_job,
+
+# Not ``build_schedule_from_partitioned_job``: it targets the job's *last* partition, and the
+# partitions end one month ahead (end_offset=1, for the month-to-date run), so on 1 November it
+# would reconcile November, a month with no orders yet, and never close October.
+@dg.schedule(
     name="month_end_close_schedule",
-    day_of_month=1,
-    hour_of_day=6,
+    job=month_end_job,
+    cron_schedule="0 6 1 * *",
+    execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="The month-end close: on the 1st at 06:00 UTC, reconcile the month just ended.",
 )
+def month_end_close_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    moment = context.scheduled_execution_time or datetime.now(UTC)
+    month = previous_month(moment)
+    return dg.RunRequest(run_key=f"close-{month}", partition_key=month)
 
 
 @dg.schedule(

@@ -148,6 +148,7 @@ def portal_stock_levels(
         started_at=started,
         records_failed=len(refused),
         errors=refused_frame if len(refused) else None,
+        entities=("inventory", "product"),
     )
     return dg.MaterializeResult(
         metadata={

@@ -21,7 +21,7 @@ def _tracking(audit: AuditResource) -> pd.DataFrame:
 @dg.asset_check(
     asset=erp_sales_orders,
     description="Conservation: every live portal order seen is exactly one of posted in the ERP "
-    "or waiting in the exception queue.",
+    "or held in the exception queue (waiting, or ignored by a person's recorded decision).",
 )
 def every_live_order_posted_or_queued(
     erp: ErpResource, audit: AuditResource, mappings: MappingsResource
@@ -33,10 +33,13 @@ def every_live_order_posted_or_queued(
     gateway = erp.get_gateway()
     in_erp = set(gateway.existing_orders(ids)["external_ref"].astype(str)) if ids else set()
     queue = audit.get_store().exceptions()
+    # An exception a person ignored still accounts for its order: the decision (who, why) is
+    # the order's outcome, and the intake never posts it afterwards.
     queued = (
         set(
             queue.loc[
-                (queue["entity"] == "order") & queue["status"].isin(["open", "approved"]),
+                (queue["entity"] == "order")
+                & queue["status"].isin(["open", "approved", "ignored"]),
                 "entity_key",
             ].astype(str)
         )

@@ -11,6 +11,15 @@ the systems, in the order that makes a crash at any point safe:
 4. record the outcome per purchase, then advance the cursor: only after 3 is durable;
 5. write the ERP order number back to the portal (``purchase_identifiers.internal``); a failure
    there is retried on the next run, never a reason to re-post.
+
+Steps 3 and 4 are several transactions (the ERP, then the audit file: postings, exceptions,
+events, tracking), so the ERP, not the audit file, is the source of idempotency. A run that dies
+anywhere after the ERP commit leaves the purchase untracked or the cursor behind it, so the next
+run sees it again, finds it in the ERP (``already_posted``), and repairs what the dead run did not
+finish: the posting record (from the ERP's own row), the tracking row with the ERP number (so it
+is still written back) and any exception left open for it. A run that dies before the ERP commit
+posted nothing. Exceptions are deduplicated by the queue, so a re-seen order is never queued
+twice. Orders an operator ignored are never decided again (the decision stands).
 """
 
 from __future__ import annotations
@@ -134,6 +143,21 @@ def approved_overrides(systems: Systems, order_ids: list[str]) -> pd.DataFrame:
     )
 
 
+def ignored_orders(systems: Systems, order_ids: list[str]) -> set[str]:
+    """Orders a person closed with ``exceptions ignore`` and that wait for nothing else.
+
+    The runbook promises an ignored order is never posted: a later poll (the purchase changed,
+    or the cause went away, e.g. a hold released) must not post it behind that decision's back.
+    """
+    queue = systems.audit.exceptions(status=["ignored", "open", "approved"])
+    if queue.empty:
+        return set()
+    mine = queue[(queue["entity"] == "order") & queue["entity_key"].astype(str).isin(order_ids)]
+    ignored = set(mine.loc[mine["status"] == "ignored", "entity_key"].astype(str))
+    waiting = set(mine.loc[mine["status"] != "ignored", "entity_key"].astype(str))
+    return ignored - waiting
+
+
 @dataclass
 class ValidatedBatch:
     """A batch after the order rules: what to post, what to queue, what was filtered."""
@@ -142,13 +166,16 @@ class ValidatedBatch:
     normalised: object  # domain.orders.NormalisedOrders
     decisions: object  # domain.orders.OrderDecisions
     existing: pd.DataFrame  # ERP orders already posted for these purchases (external_ref, order_no)
+    ignored: set[str] = field(default_factory=set)  # closed by a person; not decided again
 
 
 def validate_purchases(systems: Systems, purchases: list[dict]) -> ValidatedBatch:
     """Apply every order rule (pure, vectorised) against the ERP's current records."""
     from b2b_pipeline.domain.orders import decide_orders, normalise_purchases
 
-    normalised = normalise_purchases(purchases, _portal_customers(systems))
+    ignored = ignored_orders(systems, [str(p.get("id")) for p in purchases if isinstance(p, dict)])
+    decided = [p for p in purchases if not (isinstance(p, dict) and str(p.get("id")) in ignored)]
+    normalised = normalise_purchases(decided, _portal_customers(systems))
     orders = normalised.orders
     order_ids = orders["portal_order_id"].astype(str).tolist()
     existing = systems.erp.existing_orders(order_ids)
@@ -161,7 +188,11 @@ def validate_purchases(systems: Systems, purchases: list[dict]) -> ValidatedBatc
         overrides=approved_overrides(systems, order_ids),
     )
     return ValidatedBatch(
-        purchases=purchases, normalised=normalised, decisions=decisions, existing=existing
+        purchases=purchases,
+        normalised=normalised,
+        decisions=decisions,
+        existing=existing,
+        ignored=ignored,
     )
 
 
@@ -255,6 +286,7 @@ def apply_decisions(systems: Systems, batch: ValidatedBatch) -> OrderOutcome:
                 action="already_posted",
             )
         )
+        _record_missing_postings(systems, already, batch.existing, orders)
     filtered = decisions.filtered
     if not filtered.empty:
         events.append(
@@ -278,9 +310,21 @@ def apply_decisions(systems: Systems, batch: ValidatedBatch) -> OrderOutcome:
         if not all_exceptions.empty
         else all_exceptions.assign(exception_id=None, is_new=False)
     )
+    if batch.ignored:
+        events.append(
+            audit_events(
+                pd.DataFrame({"portal_order_id": sorted(batch.ignored)}),
+                run_id=run_id,
+                entity="order",
+                key="portal_order_id",
+                action="ignored_by_decision",
+            )
+        )
     systems.record(events)
 
-    tracking = _tracking_rows(purchases, orders, decisions, posted, all_exceptions, batch.existing)
+    tracking = _tracking_rows(
+        purchases, orders, decisions, posted, all_exceptions, batch.existing, batch.ignored
+    )
     systems.state.track_orders(tracking, run_id)
 
     counts = {"received": len(purchases), **decisions.counts()}
@@ -290,9 +334,47 @@ def apply_decisions(systems: Systems, batch: ValidatedBatch) -> OrderOutcome:
         0 if already is None else len(already)
     )
     counts["exceptions"] = len(all_exceptions)
+    counts["ignored"] = len(batch.ignored)
     new_exceptions = opened[opened["is_new"]] if "is_new" in opened else opened
     return OrderOutcome(
         counts=counts, posted=posted, new_exceptions=new_exceptions, tracking=tracking
+    )
+
+
+def _record_missing_postings(
+    systems: Systems, already: pd.DataFrame, existing: pd.DataFrame, orders: pd.DataFrame
+) -> None:
+    """Record, from the ERP, the postings of orders the ERP has but the audit store does not.
+
+    That happens when a run died between the ERP commit and the audit write: the next run finds
+    the order ``already_posted`` and must not leave it missing from ``v_order_postings`` (the
+    finance view and the totals check read it). Orders already recorded are left untouched.
+    """
+    ids = already["portal_order_id"].astype(str).tolist()
+    recorded = systems.audit.query(
+        "SELECT portal_order_id FROM order_postings WHERE list_contains($ids, portal_order_id)",
+        {"ids": ids},
+    )
+    missing = set(ids) - set(recorded["portal_order_id"].astype(str))
+    if not missing or existing.empty:
+        return
+    erp = existing.assign(external_ref=existing["external_ref"].astype(str))
+    erp = erp[erp["external_ref"].isin(missing)].drop_duplicates("external_ref")
+    portal_gross = orders.set_index(orders["portal_order_id"].astype(str))["portal_gross"]
+    systems.audit.record_order_postings(
+        pd.DataFrame(
+            {
+                "portal_order_id": erp["external_ref"],
+                "erp_order_no": erp["order_no"].astype(str),
+                "account_code": erp["account_code"],
+                "currency": erp["currency"],
+                "portal_gross": erp["external_ref"].map(portal_gross).astype(float),
+                "erp_gross": erp["gross_total"].astype(float),
+                "payment_method": erp["payment_method"],
+                "erp_status": erp["status"],
+            }
+        ),
+        systems.run_id,
     )
 
 
@@ -322,6 +404,7 @@ def _tracking_rows(
     posted: pd.DataFrame,
     exceptions: pd.DataFrame,
     existing: pd.DataFrame,
+    ignored: set[str] | None = None,
 ) -> pd.DataFrame:
     """One row per purchase handled: its version and outcome (for conservation and re-polls)."""
     base = pd.DataFrame(
@@ -360,9 +443,17 @@ def _tracking_rows(
         base.loc[hit, "reason_code"] = None
     already = decisions.already_posted
     if already is not None and not already.empty:
-        base.loc[
-            base["portal_order_id"].isin(already["portal_order_id"].astype(str)), "outcome"
-        ] = "posted"
+        hit = base["portal_order_id"].isin(already["portal_order_id"].astype(str))
+        base.loc[hit, "outcome"] = "posted"
+        base.loc[hit, "reason_code"] = None
+        # The ERP's number, so that an order whose run died before writing it back to the
+        # portal still gets it written back (tracking keeps an earlier number if it had one).
+        if not existing.empty:
+            numbers = existing.set_index(existing["external_ref"].astype(str))["order_no"]
+            numbers = numbers[~numbers.index.duplicated()].astype(str)
+            base.loc[hit, "erp_order_no"] = base.loc[hit, "portal_order_id"].map(numbers)
+    if ignored:
+        base.loc[base["portal_order_id"].isin(ignored), "outcome"] = "ignored"
     base["outcome"] = base["outcome"].fillna("filtered")
     return base
 

@@ -35,7 +35,11 @@ from b2b_pipeline.domain import price_lists as rules
 from b2b_pipeline.domain.customers import customers_by_price_list, desired_portal_customers
 from b2b_pipeline.domain.exceptions import exception_frame
 from b2b_pipeline.domain.inventory import validate_products
-from b2b_pipeline.domain.schemas.master_data import ErpPriceListItems, ErpProducts
+from b2b_pipeline.domain.schemas.master_data import (
+    ErpPriceListItems,
+    ErpPriceLists,
+    ErpProducts,
+)
 
 ERP = "erp"
 PORTAL_SYNC = "portal_sync"
@@ -91,6 +95,7 @@ def erp_products(
     outs={
         "erp_price_lists": dg.AssetOut(
             kinds={"sqlalchemy", "pandas"},
+            metadata=column_schema_metadata(ErpPriceLists),  # the Columns tab, as every extract
             description="ERP price lists that can be portal lists (code ≤ 30 characters, "
             "known currency, existing parent list).",
         ),
@@ -272,6 +277,7 @@ def portal_price_lists(
         started_at=started,
         records_failed=len(not_applied),
         errors=exception_frame(exceptions) if len(exceptions) else None,
+        entities=("price_list", "product"),
     )
     counts = changes["change"].value_counts().to_dict()
     return dg.MaterializeResult(
@@ -311,20 +317,22 @@ def _record_price_history(systems, applied: pd.DataFrame, lists: pd.DataFrame) -
     """Every break pushed, with its validity from now (a removed SKU closes its validity)."""
     if applied.empty:
         return
-    exploded = applied[["price_list_slug", "sku", "pricing"]].explode("pricing")
-    has_break = exploded["pricing"].notna()
-    breaks = exploded[has_break]
-    rows = pd.DataFrame(
+    exploded = applied[["price_list_slug", "sku", "pricing"]].explode("pricing", ignore_index=True)
+    breaks = exploded["pricing"].map(lambda b: b if isinstance(b, dict) else None)
+    # One frame with nullable columns: a removed SKU (no break) is a row with NULL quantity
+    # and price, which closes its validity. Built at once rather than by concatenating a frame
+    # of all-NULL rows onto the breaks, which pandas deprecates (its result dtype will change).
+    frame = pd.DataFrame(
         {
-            "price_list_slug": breaks["price_list_slug"].to_numpy(),
-            "sku": breaks["sku"].to_numpy(),
-            "min_quantity": [b["quantity"] for b in breaks["pricing"]],
-            "price": [float(b["price"]) for b in breaks["pricing"]],
+            "price_list_slug": exploded["price_list_slug"],
+            "sku": exploded["sku"],
+            "min_quantity": pd.array([b["quantity"] if b else None for b in breaks], dtype="Int64"),
+            "price": pd.array([float(b["price"]) if b else None for b in breaks], dtype="Float64"),
         }
     )
-    removed = exploded[~has_break][["price_list_slug", "sku"]].assign(min_quantity=None, price=None)
-    currency = lists.set_index("code")["currency"] if "currency" in lists else pd.Series()
-    frame = pd.concat([rows, removed], ignore_index=True)
+    currency = (
+        lists.set_index("code")["currency"] if "currency" in lists else pd.Series(dtype=object)
+    )
     frame["currency"] = frame["price_list_slug"].map(currency)
     frame["pushed_at"] = datetime.now(UTC)
     systems.audit.record_prices(frame, systems.run_id)
