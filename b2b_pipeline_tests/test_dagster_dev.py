@@ -81,6 +81,10 @@ def graphql(base: str, query: str, variables: dict | None = None) -> dict:
     return body["data"]
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def wait_for(what: str, probe, timeout: float, proc: subprocess.Popen, log: Path):
     """Poll ``probe`` until it returns something truthy; fail with the server's log if not."""
     deadline = time.monotonic() + timeout
@@ -144,6 +148,10 @@ def dagster_dev(simulator, tmp_path: Path):
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: SIGINT reaches every child
+            # A shell that starts jobs in the background (as CI runners may) ignores SIGINT,
+            # and an ignored signal is inherited: give dagster dev the terminal's default, as
+            # it has when a person starts it, so Ctrl-C is what is being tested.
+            preexec_fn=_default_sigint,
         )
     try:
         yield proc, f"http://127.0.0.1:{port}", log

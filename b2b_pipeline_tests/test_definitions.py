@@ -72,7 +72,7 @@ EXTRACTS_WITH_COLUMNS = {
 }
 # Assets that open the audit store without writing their own rows: validated_orders only reads
 # approved overrides (its decisions are written by erp_sales_orders, which holds the pool).
-AUDIT_READERS = {"validated_orders"}
+AUDIT_READERS: set[str] = set()
 
 PLACEHOLDER_ENV = {
     "SPARKLAYER_BASE_URL": "https://portal.example.invalid",
@@ -185,7 +185,8 @@ def test_assets_that_write_the_audit_file_queue_for_the_audit_writer_pool(
     graph = defs.resolve_asset_graph()
     writers, unpooled = set(), set()
     for assets_def in graph.assets_defs:
-        if "audit" not in assets_def.required_resource_keys or not assets_def.keys:
+        uses_audit = {"audit", "pipeline"} & set(assets_def.required_resource_keys)
+        if not uses_audit or not assets_def.keys:
             continue
         names = {key.to_user_string() for key in assets_def.keys}
         if assets_def.op.pool == "audit_writer":

@@ -183,7 +183,8 @@ def test_first_sync_mirrors_the_erp_and_later_syncs_send_only_what_changed(pipel
     assert master_data_writes(pipeline) == []
     # What it does write: one sync-health report per flow (and token requests).
     by_endpoint = pipeline.calls()["by_endpoint"]
-    assert by_endpoint["PUT /api/v1/sync-log/{integration}/{data_type}"] == 3
+    # (the price sync also brings customers up to date with any list it filled: 4 reports.)
+    assert by_endpoint["PUT /api/v1/sync-log/{integration}/{data_type}"] == 4
     assert pipeline.metadata(rerun["customer_sync_job"], "portal_customers")["unchanged"] == 40
     assert pipeline.metadata(rerun["price_sync_job"], "portal_price_lists")["skus_changed"] == 0
     assert pipeline.metadata(rerun["inventory_sync_job"], "portal_stock_levels")["changed"] == 0
@@ -436,6 +437,14 @@ def test_a_price_the_portal_refuses_is_queued_and_the_rest_of_the_list_applied(p
     pipeline.run("price_sync_job")
     assert [w["items"] for w in master_data_writes(pipeline)] == [1]
     assert len(pipeline.audit.exceptions(status="open", category="PRICING")) == 1
+
+    # Once the ERP stops pricing that code, the portal has nothing left to refuse: the queue
+    # clears by itself, and says who closed it.
+    pipeline.erp.delete_price("PL-C-CUST0005", long_sku)
+    pipeline.run("price_sync_job")
+    assert pipeline.audit.exceptions(status="open", category="PRICING").empty
+    closed = pipeline.audit.exception(exception["exception_id"])
+    assert (closed["status"], closed["resolved_by"]) == ("resolved", "pipeline")
 
 
 def test_bad_erp_rows_are_queued_in_plain_words_and_the_rest_still_syncs(pipeline):

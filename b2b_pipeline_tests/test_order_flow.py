@@ -336,6 +336,10 @@ def test_auto_create_policy_creates_the_erp_account_and_posts_the_order(
     assert (created["payment_terms"], created["tax_code"]) == ("NET30", "STANDARD")
     assert account in pipeline.audit.events(action="account_auto_created")["entity_key"].tolist()
     assert pipeline.audit.exceptions().empty
+    # The portal company now carries the new account code, so the customer sync updates it
+    # rather than creating a second portal customer for the same account.
+    mapped = pipeline.portal.get_customer(company["id"], lookup_by="sparklayer")
+    assert mapped["accounting_id"] == account
 
 
 def test_an_account_on_credit_hold_is_stopped_and_an_override_posts_it_on_hold(pipeline):

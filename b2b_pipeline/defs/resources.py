@@ -178,6 +178,29 @@ class MappingsResource(dg.ConfigurableResource):
         return load_mappings(self.path)
 
 
+class PipelineResource(dg.ConfigurableResource):
+    """Every system a flow touches, as one resource: an asset asks for ``pipeline`` and opens
+    one :class:`~b2b_pipeline.defs.systems.Systems` bundle for its run."""
+
+    sparklayer: SparkLayerResource
+    erp: ErpResource
+    audit: AuditResource
+    alerts: AlertsResource
+    mappings: MappingsResource
+
+    def open(self, run_id: str):
+        from b2b_pipeline.defs.systems import open_systems
+
+        return open_systems(
+            run_id=run_id,
+            sparklayer=self.sparklayer,
+            erp=self.erp,
+            audit=self.audit,
+            alerts=self.alerts,
+            mappings=self.mappings,
+        )
+
+
 def _env_or_default(name: str, default: str) -> str | dg.EnvVar:
     import os
 
@@ -186,9 +209,13 @@ def _env_or_default(name: str, default: str) -> str | dg.EnvVar:
 
 
 def build_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
-    """The resources for one environment, from the environment variables."""
+    """The resources for one environment, from the environment variables.
+
+    Flows use ``pipeline`` (all systems at once); checks and sensors use the single systems
+    they need.
+    """
     settings = settings or Settings.from_env()
-    return {
+    systems = {
         "sparklayer": SparkLayerResource(
             base_url=_env_or_default("SPARKLAYER_BASE_URL", settings.sparklayer_base_url),
             site_id=_env_or_default("SPARKLAYER_SITE_ID", settings.sparklayer_site_id),
@@ -209,3 +236,4 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
             path=str(settings.mappings_path) if settings.mappings_path else None
         ),
     }
+    return {**systems, "pipeline": PipelineResource(**systems)}

@@ -110,11 +110,57 @@ def one_event(
     )
 
 
-def file_exceptions(systems: Systems, rows: pd.DataFrame) -> pd.DataFrame:
-    """Queue exception rows (deduplicated by the store); returns them with ``is_new``."""
+def file_exceptions(
+    systems: Systems,
+    rows: pd.DataFrame,
+    *,
+    clears: tuple[str, frozenset[str]] | None = None,
+) -> pd.DataFrame:
+    """Queue exception rows (deduplicated by the store); returns them with ``is_new``.
+
+    ``clears`` = (entity, reason codes) this step checks in full on every run: an open or
+    approved exception of that kind the step did not raise again is fixed (the ERP record was
+    corrected, the portal took the row), so it is resolved by the pipeline. The queue then only
+    shows what still needs someone.
+    """
     if rows is None or rows.empty:
-        return pd.DataFrame(columns=["category", "reason_code", "message", "is_new"])
-    return systems.audit.open_exceptions(rows, systems.run_id)
+        opened = pd.DataFrame(columns=["category", "reason_code", "message", "is_new"])
+    else:
+        opened = systems.audit.open_exceptions(rows, systems.run_id)
+    if clears is not None:
+        _resolve_cleared(systems, clears, rows)
+    return opened
+
+
+def _resolve_cleared(
+    systems: Systems, clears: tuple[str, frozenset[str]], still_failing: pd.DataFrame | None
+) -> None:
+    entity, reasons = clears
+    queue = systems.audit.exceptions(status=["open", "approved"])
+    if queue.empty:
+        return
+    mine = queue[(queue["entity"] == entity) & queue["reason_code"].isin(reasons)]
+    if still_failing is not None and not still_failing.empty:
+        failing = set(
+            zip(still_failing["entity_key"].astype(str), still_failing["reason_code"], strict=True)
+        )
+        mine = mine[
+            [
+                (key, reason) not in failing
+                for key, reason in zip(
+                    mine["entity_key"].astype(str), mine["reason_code"], strict=True
+                )
+            ]
+        ]
+    # Few rows (the problems fixed since the last run); one status change each, each audited.
+    for exception_id in mine["exception_id"]:
+        systems.audit.set_exception_status(
+            exception_id,
+            "resolved",
+            by="pipeline",
+            note="no longer found by the sync: the record was corrected",
+            run_id=systems.run_id,
+        )
 
 
 SYNC_LOG_INTEGRATION = "b2b-pipeline"

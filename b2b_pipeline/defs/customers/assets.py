@@ -14,19 +14,15 @@ import pandas as pd
 from dagster_pandera import pandera_schema_to_dagster_type
 
 from b2b_pipeline.defs.resources import (
-    AlertsResource,
-    AuditResource,
-    ErpResource,
     MappingsResource,
+    PipelineResource,
     SparkLayerResource,
 )
 from b2b_pipeline.defs.systems import (
     AUDIT_WRITER_POOL,
-    Systems,
     audit_events,
     column_schema_metadata,
     file_exceptions,
-    open_systems,
     report_sync,
 )
 from b2b_pipeline.domain import customers as rules
@@ -36,10 +32,12 @@ from b2b_pipeline.domain.schemas.master_data import ErpCustomers
 
 ERP = "erp"
 PORTAL_SYNC = "portal_sync"
-
-
-def systems_for(context, **resources) -> Systems:
-    return open_systems(run_id=context.run.run_id, **resources)
+# What each step checks in full on every run (so a problem it no longer finds is resolved).
+ERP_CUSTOMER_PROBLEMS = (
+    "customer",
+    frozenset({"INVALID_ERP_RECORD", "UNMAPPED_CUSTOMER_GROUP", "UNMAPPED_TAX_CODE"}),
+)
+PORTAL_CUSTOMER_PROBLEMS = ("customer", frozenset({"PORTAL_REJECTED_RECORD"}))
 
 
 @dg.asset(
@@ -54,19 +52,13 @@ def systems_for(context, **resources) -> Systems:
 )
 def erp_customers(
     context: dg.AssetExecutionContext,
-    sparklayer: SparkLayerResource,
-    erp: ErpResource,
-    audit: AuditResource,
-    alerts: AlertsResource,
-    mappings: MappingsResource,
+    pipeline: PipelineResource,
 ) -> dg.Output:
-    systems = systems_for(
-        context, sparklayer=sparklayer, erp=erp, audit=audit, alerts=alerts, mappings=mappings
-    )
+    systems = pipeline.open(context.run.run_id)
     raw = systems.erp.read_customers()
     lists, _ = validate_price_lists(systems.erp.read_price_lists(), systems.mappings)
     clean, problems = rules.validate_customers(raw, systems.mappings, price_lists=lists)
-    opened = file_exceptions(systems, problems)
+    opened = file_exceptions(systems, problems, clears=ERP_CUSTOMER_PROBLEMS)
     return dg.Output(
         clean,
         metadata={
@@ -123,18 +115,12 @@ def _filled_lists_only(desired: pd.DataFrame, filled: set[str]) -> pd.DataFrame:
 def portal_customers(
     context: dg.AssetExecutionContext,
     erp_customers: pd.DataFrame,
-    sparklayer: SparkLayerResource,
-    erp: ErpResource,
-    audit: AuditResource,
-    alerts: AlertsResource,
-    mappings: MappingsResource,
+    pipeline: PipelineResource,
 ) -> dg.MaterializeResult:
     from b2b_pipeline.connectors.sparklayer.errors import SparkLayerError
 
     started = datetime.now(UTC)
-    systems = systems_for(
-        context, sparklayer=sparklayer, erp=erp, audit=audit, alerts=alerts, mappings=mappings
-    )
+    systems = pipeline.open(context.run.run_id)
     lists, _ = validate_price_lists(systems.erp.read_price_lists(), systems.mappings)
     desired = rules.desired_portal_customers(erp_customers, systems.mappings, erp_price_lists=lists)
     desired = _filled_lists_only(desired, systems.state.filled_price_lists())
@@ -193,7 +179,7 @@ def portal_customers(
             sent_desired[["account_code", "price_lists", "discount_percentage"]], systems.run_id
         )
     refused_frame = exception_frame(refused)
-    file_exceptions(systems, refused_frame)
+    file_exceptions(systems, refused_frame, clears=PORTAL_CUSTOMER_PROBLEMS)
     if sent:
         systems.audit.resolve_exceptions_for("customer", sent, systems.run_id)
     report_sync(

@@ -4,13 +4,9 @@ import dagster as dg
 
 from b2b_pipeline.defs.finance.month_end import MonthEnd, reconcile, unexplained
 from b2b_pipeline.defs.resources import (
-    AlertsResource,
-    AuditResource,
-    ErpResource,
-    MappingsResource,
-    SparkLayerResource,
+    PipelineResource,
 )
-from b2b_pipeline.defs.systems import AUDIT_WRITER_POOL, open_systems
+from b2b_pipeline.defs.systems import AUDIT_WRITER_POOL
 from b2b_pipeline.domain import reconciliation as rec
 
 FINANCE = "finance"
@@ -32,20 +28,9 @@ monthly = dg.MonthlyPartitionsDefinition(
 )
 def month_end_reconciliation(
     context: dg.AssetExecutionContext,
-    sparklayer: SparkLayerResource,
-    erp: ErpResource,
-    audit: AuditResource,
-    alerts: AlertsResource,
-    mappings: MappingsResource,
+    pipeline: PipelineResource,
 ) -> dg.MaterializeResult:
-    systems = open_systems(
-        run_id=context.run.run_id,
-        sparklayer=sparklayer,
-        erp=erp,
-        audit=audit,
-        alerts=alerts,
-        mappings=mappings,
-    )
+    systems = pipeline.open(context.run.run_id)
     result = reconcile(systems, context.partition_key)
     counts = rec.outcome_counts(result.lines)
     open_items = unexplained(result.lines)

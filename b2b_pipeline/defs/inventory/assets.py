@@ -13,18 +13,13 @@ import pandas as pd
 from dagster_pandera import pandera_schema_to_dagster_type
 
 from b2b_pipeline.defs.resources import (
-    AlertsResource,
-    AuditResource,
-    ErpResource,
-    MappingsResource,
-    SparkLayerResource,
+    PipelineResource,
 )
 from b2b_pipeline.defs.systems import (
     AUDIT_WRITER_POOL,
     audit_events,
     column_schema_metadata,
     file_exceptions,
-    open_systems,
     report_sync,
 )
 from b2b_pipeline.domain import inventory as rules
@@ -33,6 +28,9 @@ from b2b_pipeline.domain.schemas.master_data import ErpInventory
 
 ERP = "erp"
 PORTAL_SYNC = "portal_sync"
+# What each step checks in full on every run (so a problem it no longer finds is resolved).
+ERP_STOCK_PROBLEMS = ("inventory", frozenset({"INVALID_ERP_RECORD", "UNMAPPED_WAREHOUSE"}))
+PORTAL_STOCK_PROBLEMS = ("inventory", frozenset({"PORTAL_REJECTED_RECORD"}))
 
 
 @dg.asset(
@@ -47,23 +45,12 @@ PORTAL_SYNC = "portal_sync"
 def erp_inventory(
     context: dg.AssetExecutionContext,
     erp_products: pd.DataFrame,
-    sparklayer: SparkLayerResource,
-    erp: ErpResource,
-    audit: AuditResource,
-    alerts: AlertsResource,
-    mappings: MappingsResource,
+    pipeline: PipelineResource,
 ) -> dg.Output:
-    systems = open_systems(
-        run_id=context.run.run_id,
-        sparklayer=sparklayer,
-        erp=erp,
-        audit=audit,
-        alerts=alerts,
-        mappings=mappings,
-    )
+    systems = pipeline.open(context.run.run_id)
     raw = systems.erp.read_inventory()
     clean, problems = rules.validate_inventory(raw, systems.mappings, products=erp_products)
-    file_exceptions(systems, problems)
+    file_exceptions(systems, problems, clears=ERP_STOCK_PROBLEMS)
     return dg.Output(clean, metadata={"dagster/row_count": len(clean), "held_back": len(problems)})
 
 
@@ -77,21 +64,10 @@ def erp_inventory(
 def portal_stock_levels(
     context: dg.AssetExecutionContext,
     erp_inventory: pd.DataFrame,
-    sparklayer: SparkLayerResource,
-    erp: ErpResource,
-    audit: AuditResource,
-    alerts: AlertsResource,
-    mappings: MappingsResource,
+    pipeline: PipelineResource,
 ) -> dg.MaterializeResult:
     started = datetime.now(UTC)
-    systems = open_systems(
-        run_id=context.run.run_id,
-        sparklayer=sparklayer,
-        erp=erp,
-        audit=audit,
-        alerts=alerts,
-        mappings=mappings,
-    )
+    systems = pipeline.open(context.run.run_id)
     portal = systems.portal
     existing = {loc.get("external_id") for loc in portal.list_stock_locations()}
     created = []
@@ -141,7 +117,7 @@ def portal_stock_levels(
         )
     )
     refused_frame = exception_frame(refused) if len(refused) else exception_frame()
-    file_exceptions(systems, refused_frame)
+    file_exceptions(systems, refused_frame, clears=PORTAL_STOCK_PROBLEMS)
     report_sync(
         systems,
         "inventory",

@@ -17,11 +17,9 @@ from b2b_pipeline.defs.orders import intake
 from b2b_pipeline.defs.resources import (
     AlertsResource,
     AuditResource,
-    ErpResource,
-    MappingsResource,
-    SparkLayerResource,
+    PipelineResource,
 )
-from b2b_pipeline.defs.systems import AUDIT_WRITER_POOL, Systems, one_event, open_systems
+from b2b_pipeline.defs.systems import AUDIT_WRITER_POOL, one_event
 
 ORDERS = "orders"
 
@@ -33,10 +31,6 @@ class OrderIntakeConfig(dg.Config):
     purchase_ids: list[str] = Field(default_factory=list)
     lookback_minutes: int = 5
     max_orders: int = intake.DEFAULT_MAX_ORDERS_PER_RUN
-
-
-def _systems(context: dg.AssetExecutionContext, **resources) -> Systems:
-    return open_systems(run_id=context.run.run_id, **resources)
 
 
 @dg.asset(
@@ -51,17 +45,11 @@ def _systems(context: dg.AssetExecutionContext, **resources) -> Systems:
 def portal_orders(
     context: dg.AssetExecutionContext,
     config: OrderIntakeConfig,
-    sparklayer: SparkLayerResource,
-    erp: ErpResource,
-    audit: AuditResource,
-    alerts: AlertsResource,
-    mappings: MappingsResource,
+    pipeline: PipelineResource,
 ) -> dg.MaterializeResult:
     from datetime import timedelta
 
-    systems = _systems(
-        context, sparklayer=sparklayer, erp=erp, audit=audit, alerts=alerts, mappings=mappings
-    )
+    systems = pipeline.open(context.run.run_id)
     purchases = intake.collect_purchases(
         systems,
         purchase_ids=config.purchase_ids or None,
@@ -90,21 +78,17 @@ def portal_orders(
 @dg.asset(
     group_name=ORDERS,
     kinds={"pandas"},
+    # It reads the exception queue and the sync state: a reader also locks DuckDB's file.
+    pool=AUDIT_WRITER_POOL,
     description="Every order rule applied: live status, account mapping, authorisation, "
     "catalogue and tax, pricing against the ERP, payment mapping.",
 )
 def validated_orders(
     context: dg.AssetExecutionContext,
     portal_orders: pd.DataFrame,
-    sparklayer: SparkLayerResource,
-    erp: ErpResource,
-    audit: AuditResource,
-    alerts: AlertsResource,
-    mappings: MappingsResource,
+    pipeline: PipelineResource,
 ) -> dg.MaterializeResult:
-    systems = _systems(
-        context, sparklayer=sparklayer, erp=erp, audit=audit, alerts=alerts, mappings=mappings
-    )
+    systems = pipeline.open(context.run.run_id)
     purchases = [json.loads(p) for p in portal_orders["payload"]]
     if not purchases:
         return dg.MaterializeResult(value=None, metadata={"orders": 0})
@@ -127,15 +111,9 @@ def validated_orders(
 def erp_sales_orders(
     context: dg.AssetExecutionContext,
     validated_orders,
-    sparklayer: SparkLayerResource,
-    erp: ErpResource,
-    audit: AuditResource,
-    alerts: AlertsResource,
-    mappings: MappingsResource,
+    pipeline: PipelineResource,
 ) -> dg.MaterializeResult:
-    systems = _systems(
-        context, sparklayer=sparklayer, erp=erp, audit=audit, alerts=alerts, mappings=mappings
-    )
+    systems = pipeline.open(context.run.run_id)
     if validated_orders is None:
         return dg.MaterializeResult(value=intake.OrderOutcome(), metadata={"received": 0})
     outcome = intake.apply_decisions(systems, validated_orders)
@@ -206,15 +184,9 @@ def order_exceptions(
 )
 def portal_order_numbers(
     context: dg.AssetExecutionContext,
-    sparklayer: SparkLayerResource,
-    erp: ErpResource,
-    audit: AuditResource,
-    alerts: AlertsResource,
-    mappings: MappingsResource,
+    pipeline: PipelineResource,
 ) -> dg.MaterializeResult:
-    systems = _systems(
-        context, sparklayer=sparklayer, erp=erp, audit=audit, alerts=alerts, mappings=mappings
-    )
+    systems = pipeline.open(context.run.run_id)
     counts = intake.write_back_order_numbers(systems)
     return dg.MaterializeResult(metadata=counts)
 

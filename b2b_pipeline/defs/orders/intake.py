@@ -227,6 +227,8 @@ def apply_decisions(systems: Systems, batch: ValidatedBatch) -> OrderOutcome:
         )
 
     posted = systems.erp.post_sales_orders(decisions.to_post, decisions.to_post_lines)
+    if accounts is not None and not accounts.empty:
+        _map_auto_created_accounts(systems, accounts, decisions.to_post, orders)
     if not posted.empty:
         posted = posted.merge(
             decisions.to_post, on="external_ref", how="left", suffixes=("", "_decided")
@@ -376,6 +378,35 @@ def _record_missing_postings(
         ),
         systems.run_id,
     )
+
+
+def _map_auto_created_accounts(
+    systems: Systems, accounts: pd.DataFrame, to_post: pd.DataFrame, orders: pd.DataFrame
+) -> None:
+    """Write each auto-created ERP account code onto its portal company (``accounting_id``),
+    so the customer sync updates that company instead of creating a second one. A failure here
+    is harmless for orders (the code is derived deterministically) and the next run retries."""
+    ordered = to_post.loc[to_post["account_code"].isin(accounts["account_code"])].merge(
+        orders[["portal_order_id", "customer_sparklayer_id"]],
+        left_on="external_ref",
+        right_on="portal_order_id",
+    )
+    pairs = ordered.drop_duplicates("customer_sparklayer_id")
+    for customer_id, account_code in zip(
+        pairs["customer_sparklayer_id"], pairs["account_code"], strict=True
+    ):
+        try:
+            customer = systems.portal.get_customer(customer_id, lookup_by="sparklayer")
+            if customer is not None and customer.get("accounting_id") != account_code:
+                customer["accounting_id"] = account_code
+                systems.portal.put_customer(customer, lookup_by="sparklayer")
+        except Exception as exc:  # the order is posted; the mapping is retried next time
+            log.warning(
+                "portal company %s not yet mapped to %s (%s)",
+                customer_id,
+                account_code,
+                type(exc).__name__,
+            )
 
 
 def _resolve_superseded(systems: Systems, orders: pd.DataFrame, exceptions: pd.DataFrame) -> None:

@@ -17,18 +17,13 @@ import pandas as pd
 from dagster_pandera import pandera_schema_to_dagster_type
 
 from b2b_pipeline.defs.resources import (
-    AlertsResource,
-    AuditResource,
-    ErpResource,
-    MappingsResource,
-    SparkLayerResource,
+    PipelineResource,
 )
 from b2b_pipeline.defs.systems import (
     AUDIT_WRITER_POOL,
     audit_events,
     column_schema_metadata,
     file_exceptions,
-    open_systems,
     report_sync,
 )
 from b2b_pipeline.domain import price_lists as rules
@@ -43,6 +38,11 @@ from b2b_pipeline.domain.schemas.master_data import (
 
 ERP = "erp"
 PORTAL_SYNC = "portal_sync"
+# What each step checks in full on every run (so a problem it no longer finds is resolved).
+# Rows the portal refused stay different from the snapshot, so every run sends them again.
+ERP_PRODUCT_PROBLEMS = ("product", frozenset({"INVALID_ERP_RECORD"}))
+ERP_PRICE_PROBLEMS = ("price_list", frozenset({"INVALID_ERP_RECORD"}))
+PORTAL_PRICE_PROBLEMS = ("price_list", frozenset({"PORTAL_REJECTED_ROW", "PRICE_LIST_SYNC_FAILED"}))
 
 
 class PriceSyncConfig(dg.Config):
@@ -62,23 +62,12 @@ class PriceSyncConfig(dg.Config):
 )
 def erp_products(
     context: dg.AssetExecutionContext,
-    sparklayer: SparkLayerResource,
-    erp: ErpResource,
-    audit: AuditResource,
-    alerts: AlertsResource,
-    mappings: MappingsResource,
+    pipeline: PipelineResource,
 ) -> dg.Output:
-    systems = open_systems(
-        run_id=context.run.run_id,
-        sparklayer=sparklayer,
-        erp=erp,
-        audit=audit,
-        alerts=alerts,
-        mappings=mappings,
-    )
+    systems = pipeline.open(context.run.run_id)
     raw = systems.erp.read_products()
     clean, problems = validate_products(raw, systems.mappings)
-    file_exceptions(systems, problems)
+    file_exceptions(systems, problems, clears=ERP_PRODUCT_PROBLEMS)
     return dg.Output(
         clean,
         metadata={
@@ -116,20 +105,9 @@ def erp_products(
 def erp_price_data(
     context: dg.AssetExecutionContext,
     erp_products: pd.DataFrame,
-    sparklayer: SparkLayerResource,
-    erp: ErpResource,
-    audit: AuditResource,
-    alerts: AlertsResource,
-    mappings: MappingsResource,
+    pipeline: PipelineResource,
 ):
-    systems = open_systems(
-        run_id=context.run.run_id,
-        sparklayer=sparklayer,
-        erp=erp,
-        audit=audit,
-        alerts=alerts,
-        mappings=mappings,
-    )
+    systems = pipeline.open(context.run.run_id)
     lists, list_problems = rules.validate_price_lists(
         systems.erp.read_price_lists(), systems.mappings
     )
@@ -138,7 +116,11 @@ def erp_price_data(
         raw_items, systems.mappings, price_lists=lists, products=erp_products
     )
     held_back = rules.held_back_skus(item_problems)
-    file_exceptions(systems, pd.concat([list_problems, item_problems], ignore_index=True))
+    file_exceptions(
+        systems,
+        pd.concat([list_problems, item_problems], ignore_index=True),
+        clears=ERP_PRICE_PROBLEMS,
+    )
     yield dg.Output(lists, "erp_price_lists", metadata={"dagster/row_count": len(lists)})
     yield dg.Output(
         items,
@@ -163,23 +145,12 @@ def portal_price_lists(
     erp_price_lists: pd.DataFrame,
     erp_price_list_items: pd.DataFrame,
     erp_held_back_prices: pd.DataFrame,
-    sparklayer: SparkLayerResource,
-    erp: ErpResource,
-    audit: AuditResource,
-    alerts: AlertsResource,
-    mappings: MappingsResource,
+    pipeline: PipelineResource,
 ) -> dg.MaterializeResult:
     from b2b_pipeline.connectors.sparklayer.errors import SparkLayerError
 
     started = datetime.now(UTC)
-    systems = open_systems(
-        run_id=context.run.run_id,
-        sparklayer=sparklayer,
-        erp=erp,
-        audit=audit,
-        alerts=alerts,
-        mappings=mappings,
-    )
+    systems = pipeline.open(context.run.run_id)
     portal = systems.portal
     desired_lists = rules.desired_price_lists(erp_price_lists)
     portal_lists = pd.DataFrame(list(portal.iter_price_lists()))
@@ -270,7 +241,7 @@ def portal_price_lists(
             _erp_customers_for(systems), systems.mappings, erp_price_lists=erp_price_lists
         )
         exceptions = rules.price_sync_exceptions(reportable, customers_by_price_list(customers))
-        file_exceptions(systems, exceptions)
+    file_exceptions(systems, exceptions, clears=PORTAL_PRICE_PROBLEMS)
     report_sync(
         systems,
         "pricing",
@@ -351,6 +322,11 @@ def read_portal_pricing(portal, slugs: list[str]) -> pd.DataFrame:
 
 price_sync_job = dg.define_asset_job(
     "price_sync_job",
-    selection=dg.AssetSelection.assets(erp_products, erp_price_data, portal_price_lists),
-    description="ERP price lists and quantity breaks to the portal (only what changed).",
+    # The customer assets ride along so that a newly filled list is given to its customers in
+    # the same run (a customer is pointed at a list only once it holds prices); with nothing
+    # to change they send no write.
+    selection=dg.AssetSelection.assets(erp_products, erp_price_data, portal_price_lists)
+    | dg.AssetSelection.assets("erp_customers", "portal_customer_groups", "portal_customers"),
+    description="ERP price lists and quantity breaks to the portal (only what changed), then "
+    "customers pointed at any list just filled.",
 )
