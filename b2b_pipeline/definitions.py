@@ -18,10 +18,11 @@ def build_definitions() -> dg.Definitions:
     from b2b_pipeline.defs.customers.definitions import defs as customers
     from b2b_pipeline.defs.finance.definitions import defs as finance
     from b2b_pipeline.defs.inventory.definitions import defs as inventory
+    from b2b_pipeline.defs.monitoring.definitions import defs as monitoring
     from b2b_pipeline.defs.orders.definitions import defs as orders
     from b2b_pipeline.defs.pricing.definitions import defs as pricing
 
-    domain_defs = [customers, pricing, inventory, orders, finance]
+    domain_defs = [customers, pricing, inventory, orders, finance, monitoring]
     # What `b2b-pipeline run` does: master data to the portal first, then orders to the ERP
     # (the asset graph orders them), exactly as the schedules and sensors would.
     full_cycle_job = dg.define_asset_job(

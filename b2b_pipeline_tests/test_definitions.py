@@ -61,6 +61,9 @@ SENSORS = {
     "erp_customer_changes_sensor": ("customer_sync_job", 30),
     "erp_price_changes_sensor": ("price_sync_job", 120),
     "new_portal_orders_sensor": ("order_intake_job", 30),
+    # Run-status sensors watch every job and start none (Dagster's default 30 s interval).
+    "transport_failure_sensor": (None, 30),
+    "transport_recovery_sensor": (None, 30),
 }
 # The ERP extracts whose Columns tab is filled from their Pandera model.
 EXTRACTS_WITH_COLUMNS = {
@@ -171,7 +174,8 @@ def test_schedules_are_pinned_and_start_running(defs: dg.Definitions) -> None:
 
 def test_sensors_are_pinned_and_start_running(defs: dg.Definitions) -> None:
     sensors = {
-        s.name: (s.job_name, s.minimum_interval_seconds, s.default_status) for s in defs.sensors
+        s.name: (s.job_name if s.has_jobs else None, s.minimum_interval_seconds, s.default_status)
+        for s in defs.sensors
     }
     running = dg.DefaultSensorStatus.RUNNING
     assert sensors == {name: (job, every, running) for name, (job, every) in SENSORS.items()}
