@@ -27,20 +27,12 @@ from b2b_pipeline.connectors.audit.connection import (
 from b2b_pipeline.connectors.audit.events import append_events_in
 from b2b_pipeline.connectors.audit.schema import EXPORTED_TABLES, TABLES_SQL, VIEWS_SQL
 from b2b_pipeline.connectors.audit.verify import VerifyResult, verify_chain
+from b2b_pipeline.domain.reconciliation import RECONCILIATION_LINE_COLUMNS
 
 T = TypeVar("T")
 
-RECONCILIATION_COLUMNS = [
-    "portal_order_id",
-    "erp_order_no",
-    "account_code",
-    "currency",
-    "portal_gross",
-    "erp_gross",
-    "difference",
-    "outcome",
-    "reason",
-]
+# The contract's reconciliation_lines columns, as the domain produces them (month is the key).
+RECONCILIATION_COLUMNS = [c for c in RECONCILIATION_LINE_COLUMNS if c != "month"]
 ORDER_POSTING_COLUMNS = [
     "portal_order_id",
     "erp_order_no",
