@@ -208,3 +208,7 @@ def test_portal_seed_registers_companies_without_erp_accounts(simulator: object)
     assert len({c["email"] for c in created}) == 3
     state = requests.get(f"{simulator.url}/_sim/state", timeout=10).json()
     assert state["customers"] == 3
+    # Seeding the portal again finds the same companies: still three.
+    again = seed_portal(simulator.url)
+    assert [c["id"] for c in again] == [c["id"] for c in created]
+    assert requests.get(f"{simulator.url}/_sim/state", timeout=10).json()["customers"] == 3

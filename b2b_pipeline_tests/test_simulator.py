@@ -326,6 +326,9 @@ def test_customers_are_created_replaced_and_paged(api):
     )
     assert registered.status_code == 201
     assert registered.json()["accounting_id"] is None and registered.json()["external_id"] is None
+    # The same email signing up again is the same company, not a second one.
+    again = api.sim("POST", "/customers/register", {"company_name": "Self Ltd", "email": "S@x"})
+    assert again.status_code == 200 and again.json()["id"] == registered.json()["id"]
     page = api.call("GET", "/api/v2/customers", page=2, page_size=1).json()
     assert page["pagination"] == {"current_page": 2, "total_pages": 2, "page_size": 1, "total": 2}
     assert page["data"][0]["company_name"] == "Self Ltd"

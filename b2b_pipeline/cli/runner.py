@@ -12,10 +12,16 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
+from tqdm import tqdm
 
 
 @dataclass
@@ -106,6 +112,46 @@ def _quiet_loggers(run_config: dict[str, Any]) -> dict[str, Any]:
     return {**run_config, "loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
+@contextmanager
+def _progress(instance: dg.DagsterInstance, run_id: str, steps: int, label: str) -> Iterator[None]:
+    """A progress bar of finished steps for a person at a terminal (tqdm; nothing when the
+    output is a pipe or a file, so scripts and ``--format json`` stay clean)."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    done = threading.Event()
+    bar = tqdm(total=steps, desc=label, unit="step", file=sys.stderr, leave=False)
+
+    def watch() -> None:
+        seen = 0
+        while not done.wait(0.5):
+            try:
+                finished = len(
+                    instance.get_records_for_run(
+                        run_id=run_id,
+                        of_type={
+                            dg.DagsterEventType.STEP_SUCCESS,
+                            dg.DagsterEventType.STEP_FAILURE,
+                            dg.DagsterEventType.STEP_SKIPPED,
+                        },
+                        limit=steps,
+                    ).records
+                )
+            except Exception:  # progress is a courtesy; never disturb the run
+                continue
+            bar.update(finished - seen)
+            seen = finished
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join(timeout=2)
+        bar.close()
+
+
 def run_job(
     job_name: str,
     run_config: dict[str, Any] | None = None,
@@ -123,12 +169,14 @@ def run_job(
     defs = build_definitions()
 
     job = defs.resolve_job_def(job_name)
-    with _instance() as instance:
+    run_id = str(uuid.uuid4())  # known before the run starts, so progress can follow it
+    with _instance() as instance, _progress(instance, run_id, len(job.graph.nodes), job_name):
         result = job.execute_in_process(
             run_config=_quiet_loggers(run_config or {}),
             instance=instance,
             raise_on_error=False,
             partition_key=partition_key,
+            run_id=run_id,
         )
     summary = JobSummary(success=result.success, run_id=result.run_id)
     if result.success:

@@ -55,7 +55,13 @@ def register_customer(portal: Portal, request: Request) -> Response:
         last_name=text(errors, body, "last_name", max_len=128),
     )
     errors.raise_if_any("registration")
+    email = str(fields["email"]).casefold()
     with portal.state.lock:
+        # One sign-up per email, as on a real portal: registering again returns the company
+        # that exists (200), so demo seeding can be repeated without duplicate companies.
+        for existing in portal.state.customers.values():
+            if str(existing.get("email") or "").casefold() == email:
+                return Response(200, existing)
         customer = portal.state.save_customer({"id": new_id(), **fields})
     return Response(201, customer)
 
