@@ -1,8 +1,9 @@
 """The connected systems one run works with, built from the Dagster resources.
 
-Assets ask for the resources they need and call :func:`open_systems` to get live connections;
-the same bundle serves the command line, so a CLI retry and a sensor-driven run go through one
-code path.
+Flows ask for the ``pipeline`` resource (``PipelineResource.open(run_id)``, which calls
+:func:`open_systems`) and get one bundle of live connections; the command line runs the same
+jobs, so a CLI retry and a sensor-driven run go through one code path. The helpers below are
+what every flow does alike: audit event frames, filing (and clearing) exceptions, the sync log.
 """
 
 from __future__ import annotations

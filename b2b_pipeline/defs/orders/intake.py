@@ -196,11 +196,6 @@ def validate_purchases(systems: Systems, purchases: list[dict]) -> ValidatedBatc
     )
 
 
-def handle_purchases(systems: Systems, purchases: list[dict]) -> OrderOutcome:
-    """Validate a batch and make every outcome durable (the CLI's one-call path)."""
-    return apply_decisions(systems, validate_purchases(systems, purchases))
-
-
 def apply_decisions(systems: Systems, batch: ValidatedBatch) -> OrderOutcome:
     """Post the approved orders, queue the exceptions, record every outcome."""
     purchases = batch.purchases
