@@ -127,3 +127,21 @@ def test_a_failed_run_is_requested_again_later_even_if_no_new_order_arrives(
     key = again.run_requests[0].run_key
     assert key != first.run_requests[0].run_key and failed[:8] in key
     assert tick(first.cursor).run_requests[0].run_key == key  # one re-request per failed run
+
+
+def test_the_erp_number_written_back_starts_no_second_run(tick, buyer, pipeline):
+    order = buyer(2)
+    first = tick()
+    assert len(first.run_requests) == 1
+    # What the intake run does at its end: the ERP order number goes onto the purchase, which
+    # changes it in the portal.
+    pipeline.portal.set_internal_identifier(order["id"], "1001")
+
+    after = tick(first.cursor)
+    assert not after.run_requests  # our own write-back is no new work
+    assert "already posted" in after.skip_reason.skip_message
+    assert json.loads(after.cursor)["updated_at"] > json.loads(first.cursor)["updated_at"]
+
+    # A purchase that still needs intake (a new order) does start a run.
+    newer = buyer(3)
+    assert tick(after.cursor).run_requests[0].run_key.endswith(newer["id"])

@@ -24,6 +24,16 @@ IN_FLIGHT = [
 RETRY_FAILED_RUN_AFTER = timedelta(minutes=5)
 
 
+def _after(purchase: dict, since: pd.Timestamp | None, seen: dict) -> bool:
+    if since is None:
+        return True
+    return (purchase_updated_at(purchase), str(purchase.get("id"))) > (since, seen.get("id", ""))
+
+
+def _already_numbered(purchase: dict) -> bool:
+    return bool((purchase.get("purchase_identifiers") or {}).get("internal"))
+
+
 def _last_run_failed_long_enough_ago(context: dg.SensorEvaluationContext) -> str | None:
     """The id of the latest intake run if it failed at least RETRY_FAILED_RUN_AFTER ago."""
     latest = context.instance.get_run_records(
@@ -76,7 +86,14 @@ def new_portal_orders_sensor(
         return dg.SkipReason("No new or changed purchases in the portal.")
     key = f"orders-{newest[0].isoformat()}-{newest[1]}"  # derived from the data: dedupes retries
     cursor = json.dumps({"updated_at": newest[0].isoformat(), "id": newest[1]})
-    if since is not None and newest <= (since, seen.get("id", "")):
+    fresh = since is None or newest > (since, seen.get("id", ""))
+    if fresh and all(_already_numbered(p) for p in first_page if _after(p, since, seen)):
+        # Only purchases that already carry their ERP order number changed: our own write-back
+        # (or a later edit of a posted order, which reconciliation compares). No intake needed.
+        return dg.SensorResult(
+            skip_reason="Only orders already posted to the ERP changed.", cursor=cursor
+        )
+    if not fresh:
         failed_run = _last_run_failed_long_enough_ago(context)
         if failed_run is None:
             return dg.SkipReason("No new or changed purchases in the portal.")
