@@ -24,6 +24,7 @@ from b2b_pipeline.domain.schemas.master_data import (
     ErpCustomers,
     RecordNaming,
     allowed,
+    price_list_exists,
     validate_extract,
 )
 
@@ -85,14 +86,7 @@ def validate_customers(
         ),
     ]
     if price_lists is not None:
-        rules.append(
-            AllowedValues(
-                column="price_list_code",
-                name="price_list_exists",
-                allowed=allowed(price_lists["code"]),
-                phrase="the price list {value} is not among the ERP's valid price lists",
-            )
-        )
+        rules.append(price_list_exists(price_lists))
     naming = RecordNaming(
         entity="customer",
         key=lambda records: records["account_code"],

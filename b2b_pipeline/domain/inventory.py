@@ -17,6 +17,7 @@ from b2b_pipeline.domain.schemas.master_data import (
     ErpProducts,
     RecordNaming,
     allowed,
+    sku_in_catalogue,
     validate_extract,
 )
 
@@ -62,14 +63,7 @@ def validate_inventory(
         )
     ]
     if products is not None:
-        rules.append(
-            AllowedValues(
-                column="sku",
-                name="sku_exists",
-                allowed=allowed(products["sku"]),
-                phrase="the SKU {value} is not in the ERP catalogue",
-            )
-        )
+        rules.append(sku_in_catalogue(products))
     naming = RecordNaming(
         entity="inventory",
         key=lambda records: records["sku"] + "@" + records["warehouse_code"],

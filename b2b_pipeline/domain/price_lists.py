@@ -28,6 +28,8 @@ from b2b_pipeline.domain.schemas.master_data import (
     ErpPriceLists,
     RecordNaming,
     allowed,
+    price_list_exists,
+    sku_in_catalogue,
     validate_extract,
 )
 
@@ -90,23 +92,9 @@ def validate_price_list_items(
     """
     rules = []
     if price_lists is not None:
-        rules.append(
-            AllowedValues(
-                column="price_list_code",
-                name="price_list_exists",
-                allowed=allowed(price_lists["code"]),
-                phrase="the price list {value} is not among the ERP's valid price lists",
-            )
-        )
+        rules.append(price_list_exists(price_lists))
     if products is not None:
-        rules.append(
-            AllowedValues(
-                column="sku",
-                name="sku_exists",
-                allowed=allowed(products["sku"]),
-                phrase="the SKU {value} is not in the ERP catalogue",
-            )
-        )
+        rules.append(sku_in_catalogue(products))
     naming = RecordNaming(
         entity="price_list",
         key=lambda r: r["price_list_code"] + "/" + r["sku"] + "/" + r["min_quantity"],

@@ -513,3 +513,23 @@ def _one_per_record(rows: pd.DataFrame) -> pd.DataFrame:
 def allowed(values: Iterable[object]) -> frozenset[str]:
     """A value set for :class:`AllowedValues` (ERP codes are compared as stripped text)."""
     return frozenset(str(v).strip() for v in values if v is not None and not pd.isna(v))
+
+
+def price_list_exists(price_lists: pd.DataFrame) -> AllowedValues:
+    """Rule: the record names one of the ERP's valid price lists (``price_list_code``)."""
+    return AllowedValues(
+        column="price_list_code",
+        name="price_list_exists",
+        allowed=allowed(price_lists["code"]),
+        phrase="the price list {value} is not among the ERP's valid price lists",
+    )
+
+
+def sku_in_catalogue(products: pd.DataFrame) -> AllowedValues:
+    """Rule: the record's SKU is in the ERP catalogue."""
+    return AllowedValues(
+        column="sku",
+        name="sku_exists",
+        allowed=allowed(products["sku"]),
+        phrase="the SKU {value} is not in the ERP catalogue",
+    )
