@@ -11,6 +11,7 @@ from __future__ import annotations
 import dagster as dg
 
 from b2b_pipeline.config.mappings import mappings_from_env
+from b2b_pipeline.defs.groups import ERP, ORDERS, PORTAL_SYNC
 from b2b_pipeline.defs.resources import build_resources
 
 
@@ -27,7 +28,7 @@ def build_definitions() -> dg.Definitions:
     # (the asset graph orders them), exactly as the schedules and sensors would.
     full_cycle_job = dg.define_asset_job(
         "full_cycle_job",
-        selection=dg.AssetSelection.groups("erp", "portal_sync", "orders"),
+        selection=dg.AssetSelection.groups(ERP, PORTAL_SYNC, ORDERS),
         description="One full cycle: customers, prices and stock to the portal, then orders.",
     )
     return dg.Definitions.merge(

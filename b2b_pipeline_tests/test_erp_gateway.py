@@ -399,3 +399,11 @@ def test_an_invalid_url_is_a_configuration_error_without_echo() -> None:
     with pytest.raises(ErpConfigurationError) as failure:
         ErpGateway("not a url with password hunter2")
     assert "hunter2" not in str(failure.value)
+
+
+def test_prices_for_skus_missing_from_the_catalogue_are_found(gateway: ErpGateway) -> None:
+    seed_erp(gateway, customers=12, skus=24)
+    assert gateway.priced_skus_not_in_catalogue() == []
+    gateway.set_price("PL-TRADE-GBP", "GHOST-0001", 1, "9.99")
+    gateway.set_price("PL-TRADE-GBP", "GHOST-0001", 10, "8.99")
+    assert gateway.priced_skus_not_in_catalogue() == ["GHOST-0001"]

@@ -35,8 +35,6 @@ class JobSummary:
     check_problems: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     # The failed step and the error class the failure came from, e.g. "PortalUnreachableError".
-    failed_step: str | None = None
-    error_class: str | None = None
     values: dict[str, Any] = field(default_factory=dict)
 
 
@@ -196,8 +194,6 @@ def run_job(
         if first is None:
             summary.error = "the run failed"
         else:
-            message, cls_name = describe_step_failure(first.step_failure_data.error)
-            summary.failed_step = first.step_key
-            summary.error_class = cls_name
+            message, _ = describe_step_failure(first.step_failure_data.error)
             summary.error = f"{message} (step {first.step_key})"
     return summary

@@ -43,10 +43,6 @@ class Settings:
     # Client-side pacing of SparkLayer calls; SparkLayer publishes no numeric limit.
     sparklayer_requests_per_second: float = 20.0
 
-    @property
-    def uses_embedded_portal(self) -> bool:
-        return "SPARKLAYER_BASE_URL" not in os.environ or not os.environ["SPARKLAYER_BASE_URL"]
-
     @classmethod
     def from_env(cls) -> Settings:
         env = os.environ

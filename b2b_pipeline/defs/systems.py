@@ -8,7 +8,6 @@ what every flow does alike: audit event frames, filing (and clearing) exceptions
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -86,28 +85,6 @@ def audit_events(
             "category": category if not isinstance(category, pd.Series) else category.to_numpy(),
             "detail": details,
         }
-    )
-
-
-def one_event(
-    run_id: str,
-    entity: str,
-    key: str,
-    action: str,
-    detail: dict | None = None,
-    category: str | None = None,
-) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {
-                "run_id": run_id,
-                "entity": entity,
-                "entity_key": key,
-                "action": action,
-                "category": category,
-                "detail": json.dumps(detail or {}, default=str, sort_keys=True),
-            }
-        ]
     )
 
 
@@ -219,17 +196,15 @@ def report_sync(
             "sync log for %s not delivered (%s)", data_type, type(exc).__name__
         )
         reported = False
-    systems.record(
-        one_event(
-            systems.run_id,
-            "sync",
-            data_type,
-            "sync_reported" if reported else "sync_report_failed",
-            {
-                "succeeded": body.get("last_full_sync_succeeded"),
-                "errors": len(body.get("errors", [])),
-            },
-        )
+    systems.audit.record_event(
+        "sync",
+        data_type,
+        "sync_reported" if reported else "sync_report_failed",
+        run_id=systems.run_id,
+        detail={
+            "succeeded": body.get("last_full_sync_succeeded"),
+            "errors": len(body.get("errors", [])),
+        },
     )
     return reported
 

@@ -189,10 +189,6 @@ EXCEPTION_COLUMNS = [
 ]
 
 
-def category_of(reason_code: str) -> Category:
-    return REASONS[reason_code].category
-
-
 def to_payload(record: Any) -> str:
     """A JSON snapshot of a record as received (kept with the exception, so nothing is lost)."""
     return json.dumps(record, default=str, sort_keys=True)

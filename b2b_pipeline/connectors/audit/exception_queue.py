@@ -20,7 +20,6 @@ from b2b_pipeline.domain.exceptions import EXCEPTION_COLUMNS, REASONS
 
 EXCEPTION_STATUSES = ("open", "approved", "resolved", "ignored")
 # Statuses that still need someone (or the next retry) to act.
-UNRESOLVED_STATUSES = ("open", "approved")
 _STATUS_ACTIONS = {
     "open": "exception_reopened",
     "approved": "exception_approved",

@@ -394,6 +394,19 @@ class ErpGateway:
         where = sa.and_(orders.c.order_date >= start, orders.c.order_date < end)
         return self._read(orders, where)
 
+    def priced_skus_not_in_catalogue(self) -> list[str]:
+        """SKUs that have a price but no product record: one anti-join in the database, so a
+        check over a million price rows moves a handful of codes, not the rows."""
+        items, products = schema.price_list_items, schema.products
+        stmt = (
+            sa.select(items.c.sku)
+            .distinct()
+            .where(~sa.exists().where(products.c.sku == items.c.sku))
+            .order_by(items.c.sku)
+        )
+        with self._reading("checking priced SKUs against the catalogue") as conn:
+            return [row[0] for row in conn.execute(stmt)]
+
     def count_sales_orders(
         self, *, status: str, payment_methods: Iterable[str] | None = None
     ) -> int:

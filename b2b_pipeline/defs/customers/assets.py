@@ -13,6 +13,7 @@ import dagster as dg
 import pandas as pd
 from dagster_pandera import pandera_schema_to_dagster_type
 
+from b2b_pipeline.defs.groups import ERP, PORTAL_SYNC
 from b2b_pipeline.defs.resources import (
     MappingsResource,
     PipelineResource,
@@ -30,8 +31,6 @@ from b2b_pipeline.domain.exceptions import exception_frame
 from b2b_pipeline.domain.price_lists import validate_price_lists
 from b2b_pipeline.domain.schemas.master_data import ErpCustomers
 
-ERP = "erp"
-PORTAL_SYNC = "portal_sync"
 # What each step checks in full on every run (so a problem it no longer finds is resolved).
 ERP_CUSTOMER_PROBLEMS = (
     "customer",

@@ -3,13 +3,12 @@
 import dagster as dg
 
 from b2b_pipeline.defs.finance.month_end import MonthEnd, reconcile, unexplained
+from b2b_pipeline.defs.groups import FINANCE
 from b2b_pipeline.defs.resources import (
     PipelineResource,
 )
 from b2b_pipeline.defs.systems import AUDIT_WRITER_POOL
 from b2b_pipeline.domain import reconciliation as rec
-
-FINANCE = "finance"
 
 # end_offset=1 adds the current month, so the daily month-to-date run finds problems before
 # the close.

@@ -12,6 +12,7 @@ import dagster as dg
 import pandas as pd
 from dagster_pandera import pandera_schema_to_dagster_type
 
+from b2b_pipeline.defs.groups import ERP, PORTAL_SYNC
 from b2b_pipeline.defs.resources import (
     PipelineResource,
 )
@@ -26,8 +27,6 @@ from b2b_pipeline.domain import inventory as rules
 from b2b_pipeline.domain.exceptions import exception_frame
 from b2b_pipeline.domain.schemas.master_data import ErpInventory
 
-ERP = "erp"
-PORTAL_SYNC = "portal_sync"
 # What each step checks in full on every run (so a problem it no longer finds is resolved).
 ERP_STOCK_PROBLEMS = ("inventory", frozenset({"INVALID_ERP_RECORD", "UNMAPPED_WAREHOUSE"}))
 PORTAL_STOCK_PROBLEMS = ("inventory", frozenset({"PORTAL_REJECTED_RECORD"}))

@@ -13,15 +13,14 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from b2b_pipeline.defs.groups import ORDERS
 from b2b_pipeline.defs.orders import intake
 from b2b_pipeline.defs.resources import (
     AlertsResource,
     AuditResource,
     PipelineResource,
 )
-from b2b_pipeline.defs.systems import AUDIT_WRITER_POOL, one_event
-
-ORDERS = "orders"
+from b2b_pipeline.defs.systems import AUDIT_WRITER_POOL
 
 
 class OrderIntakeConfig(dg.Config):
@@ -150,18 +149,16 @@ def order_exceptions(
     delivery = None
     if not new.empty:
         delivery = alerts.get_notifier().send_digest(new, run_label=f"run {context.run.run_id[:8]}")
-        store.append_events(
-            one_event(
-                context.run.run_id,
-                "exception",
-                "alert_digest",
-                "alert_sent" if delivery.sent_to_webhook or not delivery.error else "alert_failed",
-                {
-                    "exceptions": len(new),
-                    "webhook": delivery.sent_to_webhook,
-                    "error": delivery.error,
-                },
-            )
+        store.record_event(
+            "exception",
+            "alert_digest",
+            "alert_sent" if delivery.sent_to_webhook or not delivery.error else "alert_failed",
+            run_id=context.run.run_id,
+            detail={
+                "exceptions": len(new),
+                "webhook": delivery.sent_to_webhook,
+                "error": delivery.error,
+            },
         )
     by_category = new["category"].value_counts().to_dict() if not new.empty else {}
     return dg.MaterializeResult(

@@ -16,6 +16,7 @@ import dagster as dg
 import pandas as pd
 from dagster_pandera import pandera_schema_to_dagster_type
 
+from b2b_pipeline.defs.groups import ERP, PORTAL_SYNC
 from b2b_pipeline.defs.resources import (
     PipelineResource,
 )
@@ -36,8 +37,6 @@ from b2b_pipeline.domain.schemas.master_data import (
     ErpProducts,
 )
 
-ERP = "erp"
-PORTAL_SYNC = "portal_sync"
 # What each step checks in full on every run (so a problem it no longer finds is resolved).
 # Rows the portal refused stay different from the snapshot, so every run sends them again.
 ERP_PRODUCT_PROBLEMS = ("product", frozenset({"INVALID_ERP_RECORD"}))

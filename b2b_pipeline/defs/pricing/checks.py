@@ -16,10 +16,7 @@ FULL_COMPARISON_LISTS = 20
     description="Every SKU with a price in the ERP is in the ERP catalogue.",
 )
 def every_priced_sku_in_catalogue(erp: ErpResource) -> dg.AssetCheckResult:
-    gateway = erp.get_gateway()
-    priced = set(gateway.read_price_list_items()["sku"])
-    catalogue = set(gateway.read_products()["sku"])
-    unknown = sorted(priced - catalogue)
+    unknown = erp.get_gateway().priced_skus_not_in_catalogue()
     return dg.AssetCheckResult(
         passed=not unknown,
         severity=dg.AssetCheckSeverity.WARN,
