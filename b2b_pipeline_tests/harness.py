@@ -74,18 +74,19 @@ class Pipeline:
         customer: str,
         lines: list[dict[str, Any]],
         *,
-        status: str = "processing",
-        payment_method: str = "pay_on_account",
-        po_number: str = "PO-1001",
+        type: str = "order",
+        payment_method: str = "on_account",
+        customer_reference: str = "PO-1001",
         **extra: Any,
     ) -> requests.Response:
+        """A buyer places a purchase (contract v2 §7): an order by default, Pay on Account."""
         return requests.post(
             f"{self.url}/_sim/orders",
             json={
                 "customer": customer,
-                "status": status,
+                "type": type,
                 "payment_method": payment_method,
-                "po_number": po_number,
+                "customer_reference": customer_reference,
                 "lines": lines,
                 **extra,
             },
@@ -97,12 +98,20 @@ class Pipeline:
         assert response.status_code == 201, response.text
         return response.json()
 
-    def set_status(self, purchase_id: str, status: str) -> dict:
+    def change_purchase(self, purchase_id: str, **change: Any) -> dict:
+        """The buyer moves a purchase on: ``type="order"`` confirms a quote or an unconfirmed
+        order, ``calculated_fulfilment_status="cancelled"`` cancels it."""
         response = requests.patch(
-            f"{self.url}/_sim/purchases/{purchase_id}", json={"status": status}, timeout=10
+            f"{self.url}/_sim/purchases/{purchase_id}", json=change, timeout=10
         )
         assert response.ok, response.text
         return response.json()
+
+    def confirm(self, purchase_id: str) -> dict:
+        return self.change_purchase(purchase_id, type="order")
+
+    def cancel(self, purchase_id: str) -> dict:
+        return self.change_purchase(purchase_id, calculated_fulfilment_status="cancelled")
 
     def register_company(self, name: str, email: str) -> dict:
         response = requests.post(

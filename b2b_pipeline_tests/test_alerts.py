@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from b2b_pipeline.connectors.alerts import AlertNotifier, digest_text
+from b2b_pipeline.connectors.sparklayer.purchases import purchase_id
 
 # The part of a Slack webhook URL that grants posting rights: it must never be logged.
 SECRET_PATH = "/services/T0B2B/B0ALERTS/xoxb-secret-webhook-token"
@@ -134,7 +135,7 @@ def test_a_failing_webhook_never_fails_the_run_and_is_recorded(
 
     assert result.success  # the orders were still queued; only the chat message failed
     queue = pipeline.audit.exceptions(status="open")
-    assert set(queue["entity_key"]) == {o["id"] for o in orders}
+    assert set(queue["entity_key"]) == {purchase_id(o) for o in orders}
     assert pipeline.metadata(result, "order_exceptions")["alert_delivered_to_webhook"] is False
     failed = pipeline.audit.events(entity="exception", action="alert_failed")
     assert len(failed) == 1

@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from b2b_pipeline.cli.main import cli
+from b2b_pipeline.connectors.sparklayer.purchases import purchase_id as pid
 from b2b_pipeline_tests.conftest import CLIENT_ID, CLIENT_SECRET, SITE_ID
 
 B2B = str(Path(sys.executable).with_name("b2b-pipeline"))
@@ -194,9 +195,9 @@ def test_run_prints_a_summary_and_exits_0_with_exceptions_queued(pipeline) -> No
     assert "Traceback" not in result.stderr and "DEBUG" not in result.stderr
 
     queue = pipeline.audit.exceptions(status="open")
-    assert list(queue["entity_key"]) == [held["id"]]
+    assert list(queue["entity_key"]) == [pid(held)]
     assert list(queue["category"]) == ["AUTHORISATION"]
-    assert list(pipeline.sales_orders()["external_ref"]) == [good["id"]]
+    assert list(pipeline.sales_orders()["external_ref"]) == [pid(good)]
 
 
 def test_run_exits_1_and_names_the_check_when_a_check_finds_a_problem(pipeline) -> None:

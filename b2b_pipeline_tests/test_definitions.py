@@ -32,6 +32,7 @@ ASSET_GROUPS = {
     "portal_customer_groups": "portal_sync",
     "portal_customers": "portal_sync",
     "portal_price_lists": "portal_sync",
+    "portal_price_probe": "portal_sync",
     "portal_stock_levels": "portal_sync",
     "portal_orders": "orders",
     "validated_orders": "orders",
@@ -43,6 +44,7 @@ ASSET_GROUPS = {
 JOBS = {
     "customer_sync_job",
     "price_sync_job",
+    "price_probe_job",
     "inventory_sync_job",
     "order_intake_job",
     "full_cycle_job",
@@ -53,6 +55,7 @@ SCHEDULES = {
     "customer_sync_schedule": ("customer_sync_job", "*/15 * * * *"),
     "inventory_sync_schedule": ("inventory_sync_job", "*/15 * * * *"),
     "nightly_price_comparison_schedule": ("price_sync_job", "0 2 * * *"),
+    "price_probe_schedule": ("price_probe_job", "20 * * * *"),
     "month_end_close_schedule": ("month_end_job", "0 6 1 * *"),
     "month_to_date_schedule": ("month_end_job", "30 6 * * *"),
 }
@@ -250,3 +253,18 @@ def test_portal_call_figures_outlive_the_clients_of_a_run(
     assert stats.rate_limit_wait_seconds > 0.25
     reset_portal_call_stats()
     assert portal_call_stats().calls == 0
+
+
+def test_the_price_probe_job_reads_the_erp_as_it_is_now(defs: dg.Definitions) -> None:
+    """The probe compares the portal with the ERP's current prices: its job runs the ERP
+    extracts with it, and nothing that writes to the portal."""
+    job = defs.resolve_job_def("price_probe_job")
+    assets = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
+    assert assets == {
+        "erp_products",
+        "erp_price_lists",
+        "erp_price_list_items",
+        "erp_held_back_prices",
+        "erp_customers",
+        "portal_price_probe",
+    }

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -28,7 +29,9 @@ from b2b_pipeline.domain.price_lists import (
     PRICING_BATCH_SIZE,
     PriceListCodeTooLong,
     desired_price_lists,
+    effective_price_list_items,
     held_back_skus,
+    held_back_with_children,
     lists_to_create,
     minimum_pricing_calls,
     price_changes,
@@ -38,6 +41,7 @@ from b2b_pipeline.domain.price_lists import (
     validate_price_list_items,
     validate_price_lists,
 )
+from b2b_pipeline.domain.pricing import resolve_unit_prices
 from b2b_pipeline.domain.schemas.master_data import (
     ErpCustomers,
     ErpExtractError,
@@ -315,7 +319,7 @@ def test_held_and_inactive_accounts_go_on_hold_with_no_credit(mappings: Mappings
         assert desired.loc[account, "group"] == mappings.on_hold_group
         assert desired.loc[account, "payment_on_account"] == {
             "credit_limit": 0.0,
-            "currency": "GBP",
+            "currency_code": "GBP",
             "net_terms": 30,
         }
         assert desired.loc[account, "hold_reason"] == reason
@@ -433,9 +437,10 @@ def test_on_hold_group_stops_ordering_and_offers_no_credit(mappings: Mappings) -
     assert set(groups) == set(mappings.customer_groups.values()) | {mappings.on_hold_group}
     on_hold = groups[mappings.on_hold_group]
     assert on_hold["ordering_enabled"] is False
-    assert "pay_on_account" not in on_hold["payment_methods"]
+    # Pay on Account and Pay by Invoice give credit (contract v2 §5 names); a card still works.
+    assert on_hold["payment_methods"] == ["platform_upfront"]
     assert groups["trade"]["ordering_enabled"] is True
-    assert "pay_on_account" in groups["trade"]["payment_methods"]
+    assert {"on_account", "invoice"} <= set(groups["trade"]["payment_methods"])
 
 
 # --- price lists --------------------------------------------------------------------------
@@ -577,6 +582,173 @@ def test_price_the_portal_refused_names_the_customers_who_see_the_old_price(
     whole = exceptions.set_index("entity_key").loc["PL-TRADE-GBP"]
     assert whole["reason_code"] == "PRICE_LIST_SYNC_FAILED" and whole["account_code"] is None
     assert "Acme Ltd (ACC001), Beta plc (ACC002)" in whole["message"]
+
+
+# --- effective lists: what the portal must hold so its rule gives the ERP's price ----------
+
+# ACME's own list over the trade list: cheaper from 1 on WID-0001, but the trade list is
+# cheaper from 50; WID-0002 is on the trade list only.
+GROUP_AND_OWN = [
+    ("PL-TRADE-GBP", "WID-0001", 1, 10.0),
+    ("PL-TRADE-GBP", "WID-0001", 10, 9.5),
+    ("PL-TRADE-GBP", "WID-0001", 50, 9.0),
+    ("PL-TRADE-GBP", "WID-0001", 100, 8.5),
+    ("PL-TRADE-GBP", "WID-0002", 1, 7.5),
+    ("PL-ACME", "WID-0001", 1, 9.2),
+    ("PL-ACME", "WID-0001", 20, 9.1),
+]
+
+
+def effective_rows(items: pd.DataFrame, slug: str) -> list[tuple[str, int, float]]:
+    effective = effective_price_list_items(items, ERP_PRICE_LISTS)
+    rows = effective[effective["price_list_code"] == slug].sort_values(["sku", "min_quantity"])
+    return list(zip(rows["sku"], rows["min_quantity"], rows["unit_price"], strict=True))
+
+
+def test_a_customer_list_carries_the_erp_price_at_every_break_of_both_lists() -> None:
+    items = breaks(GROUP_AND_OWN)
+
+    assert effective_rows(items, "PL-ACME") == [
+        ("WID-0001", 1, 9.2),
+        ("WID-0001", 10, 9.2),  # the trade list's break, at ACME's cheaper price
+        ("WID-0001", 20, 9.1),
+        ("WID-0001", 50, 9.0),  # from here the trade list is cheaper: the ERP charges that
+        ("WID-0001", 100, 8.5),
+    ]
+    # The group list is pushed as the ERP holds it; WID-0002 stays on it alone (the portal
+    # falls through to the trade list for it, and so does the ERP).
+    assert effective_rows(items, "PL-TRADE-GBP") == [
+        (sku, quantity, price) for slug, sku, quantity, price in GROUP_AND_OWN[:5]
+    ]
+
+
+def test_a_customer_list_break_dearer_than_a_lower_one_is_priced_at_the_lower_one() -> None:
+    # The ERP charges the lowest break reached, so a dearer break from 10 never applies.
+    items = breaks(
+        [
+            ("PL-TRADE-GBP", "WID-0001", 1, 10.0),
+            ("PL-ACME", "WID-0001", 1, 8.0),
+            ("PL-ACME", "WID-0001", 10, 8.5),
+        ]
+    )
+    assert effective_rows(items, "PL-ACME") == [("WID-0001", 1, 8.0), ("WID-0001", 10, 8.0)]
+
+
+def first_list_price(lists: list[pd.DataFrame], sku: str, quantity: int, discount: float) -> float:
+    """The portal's rule (contract §3), written out for the test: the first list with a break
+    reached prices the SKU, at its largest break reached; less the discount, 2 dp half-up."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    for breaks_of_list in lists:
+        reached = breaks_of_list[
+            (breaks_of_list["sku"] == sku) & (breaks_of_list["min_quantity"] <= quantity)
+        ]
+        if len(reached):
+            price = reached.sort_values("min_quantity")["unit_price"].iloc[-1]
+            unit = Decimal(str(price)) * (1 - Decimal(str(discount)) / 100)
+            return float(unit.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+    return math.nan
+
+
+def test_on_the_effective_lists_the_portal_rule_gives_the_erp_price_at_every_quantity() -> None:
+    rng = np.random.default_rng(3)
+    skus = [f"SKU-{i:02d}" for i in range(12)]
+    rows = []
+    for sku in skus:  # a group list with falling prices at 1/10/50/100
+        base = float(rng.uniform(5, 50))
+        rows += [
+            ("PL-TRADE-GBP", sku, q, round(base * f, 2))
+            for q, f in zip((1, 10, 50, 100), (1.0, 0.95, 0.9, 0.85), strict=True)
+        ]
+    for sku in skus[:8]:  # ACME's list: its own breaks, prices on either side of the group's
+        quantities = sorted(rng.choice([1, 5, 10, 25, 60, 120], size=3, replace=False))
+        rows += [("PL-ACME", sku, int(q), round(float(rng.uniform(4, 50)), 2)) for q in quantities]
+    items = breaks(rows)
+    effective = effective_price_list_items(items, ERP_PRICE_LISTS)
+    portal_lists = [
+        effective[effective["price_list_code"] == slug] for slug in ("PL-ACME", "PL-TRADE-GBP")
+    ]
+    accounts = pd.DataFrame(
+        {"account_code": ["ACME"], "price_list_code": ["PL-ACME"], "discount_percentage": [2.5]}
+    )
+    grid = pd.DataFrame(
+        [(sku, q) for sku in skus for q in range(1, 130)], columns=["sku", "quantity"]
+    ).assign(account_code="ACME", line_key=lambda f: range(len(f)))
+
+    erp = resolve_unit_prices(grid, accounts, ERP_PRICE_LISTS, items)["erp_unit_price"]
+    portal = [
+        first_list_price(portal_lists, s, q, 2.5)
+        for s, q in zip(grid.sku, grid.quantity, strict=True)
+    ]
+
+    assert np.allclose(erp.to_numpy(), np.array(portal), equal_nan=True, atol=1e-9)
+    # ...which the raw lists would not have given: the case is really exercised.
+    raw_lists = [items[items["price_list_code"] == s] for s in ("PL-ACME", "PL-TRADE-GBP")]
+    raw = [
+        first_list_price(raw_lists, s, q, 2.5) for s, q in zip(grid.sku, grid.quantity, strict=True)
+    ]
+    assert not np.allclose(erp.to_numpy(), np.array(raw), equal_nan=True)
+
+
+def test_the_sync_compares_the_portal_with_the_effective_lists() -> None:
+    items = breaks(GROUP_AND_OWN)
+    portal = portal_breaks(GROUP_AND_OWN)  # what a sync of the raw ERP lists left there
+
+    changes = price_changes(items, portal, erp_price_lists=ERP_PRICE_LISTS)
+
+    # The trade list is as the ERP has it; ACME's copy gains the trade list's breaks.
+    assert changes[["price_list_slug", "sku", "change"]].values.tolist() == [
+        ["PL-ACME", "WID-0001", "changed"]
+    ]
+    assert [(b["quantity"], b["price"]) for b in changes.loc[0, "pricing"]] == [
+        (1, 9.2),
+        (10, 9.2),
+        (20, 9.1),
+        (50, 9.0),
+        (100, 8.5),
+    ]
+    # Once pushed, nothing is left to send; the same answer as comparing the effective items.
+    pushed = snapshot_after_push(portal, changes)
+    assert price_changes(items, pushed, erp_price_lists=ERP_PRICE_LISTS).empty
+    effective = effective_price_list_items(items, ERP_PRICE_LISTS)
+    assert price_changes(effective, pushed).empty
+
+
+def test_a_group_price_change_is_resent_on_the_customer_lists_it_changes() -> None:
+    items = breaks(GROUP_AND_OWN)
+    pushed = snapshot_after_push(None, price_changes(items, None, erp_price_lists=ERP_PRICE_LISTS))
+
+    cheaper_from_50 = items.copy()
+    cheaper_from_50.loc[2, "unit_price"] = 8.9  # trade WID-0001 from 50
+    changes = price_changes(cheaper_from_50, pushed, erp_price_lists=ERP_PRICE_LISTS)
+    assert changes[["price_list_slug", "sku"]].values.tolist() == [
+        ["PL-ACME", "WID-0001"],
+        ["PL-TRADE-GBP", "WID-0001"],
+    ]
+    # A group change that does not reach ACME's price (it stays cheaper from 1) leaves it alone.
+    dearer_at_1 = items.copy()
+    dearer_at_1.loc[0, "unit_price"] = 10.5
+    changes = price_changes(dearer_at_1, pushed, erp_price_lists=ERP_PRICE_LISTS)
+    assert changes[["price_list_slug", "sku"]].values.tolist() == [["PL-TRADE-GBP", "WID-0001"]]
+
+
+def test_a_held_back_group_sku_keeps_its_customer_list_copies_as_they_are() -> None:
+    items = breaks(GROUP_AND_OWN)
+    pushed = snapshot_after_push(None, price_changes(items, None, erp_price_lists=ERP_PRICE_LISTS))
+    held = pd.DataFrame({"price_list_code": ["PL-TRADE-GBP"], "sku": ["WID-0001"]})
+    assert held_back_with_children(held, ERP_PRICE_LISTS).values.tolist() == [
+        ["PL-TRADE-GBP", "WID-0001"],
+        ["PL-ACME", "WID-0001"],
+    ]
+    # The trade list's WID-0001 rows failed validation: without them ACME's copy would be
+    # recomputed from its own breaks alone (and dearer from 50). It is not touched.
+    without_group_rows = items[
+        ~((items["price_list_code"] == "PL-TRADE-GBP") & (items["sku"] == "WID-0001"))
+    ]
+    changes = price_changes(
+        without_group_rows, pushed, held_back=held, erp_price_lists=ERP_PRICE_LISTS
+    )
+    assert changes.empty
 
 
 # --- inventory ----------------------------------------------------------------------------

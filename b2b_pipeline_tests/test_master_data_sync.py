@@ -82,6 +82,24 @@ def erp_breaks(pipeline, slug: str) -> dict[str, list[tuple[int, float]]]:
     return breaks
 
 
+def effective_breaks(pipeline, slug: str) -> dict[str, list[tuple[int, float]]]:
+    """What the portal must hold for a list: the ERP's breaks for a group list; for a
+    customer-specific list, its effective breaks (the ERP's answer at every break of it and its
+    group list, for the SKUs it prices)."""
+    from b2b_pipeline.domain.price_lists import effective_price_list_items
+
+    items = effective_price_list_items(
+        pipeline.erp.read_price_list_items(), pipeline.erp.read_price_lists()
+    )
+    items = items[items["price_list_code"] == slug].sort_values(["sku", "min_quantity"])
+    breaks: dict[str, list[tuple[int, float]]] = {}
+    for sku, quantity, price in zip(
+        items["sku"], items["min_quantity"], items["unit_price"], strict=True
+    ):
+        breaks.setdefault(sku, []).append((int(quantity), round(float(price), 4)))
+    return breaks
+
+
 def audit_actions(pipeline, account: str) -> list[str]:
     events = pipeline.audit.query(
         "SELECT action FROM audit_events WHERE entity = 'customer' AND entity_key = $key "
@@ -108,7 +126,7 @@ def assert_portal_equals_erp(pipeline) -> None:
         assert portal["discount_percentage"] == pytest.approx(float(erp["discount_percentage"]))
         assert portal["price_lists"][0] == erp["price_list_code"], code
     for slug in pipeline.erp.read_price_lists()["code"]:
-        assert portal_breaks(pipeline, slug) == erp_breaks(pipeline, slug), slug
+        assert portal_breaks(pipeline, slug) == effective_breaks(pipeline, slug), slug
     assert portal_stock(pipeline) == erp_available_stock(pipeline)
 
 
@@ -153,7 +171,7 @@ def test_first_sync_mirrors_the_erp_and_later_syncs_send_only_what_changed(pipel
     assert customers[DISCOUNT]["discount_percentage"] == 5.0
     groups = {g["slug"]: g for g in pipeline.portal.list_customer_groups()}
     assert groups["on-hold"]["ordering_enabled"] is False
-    assert "pay_on_account" not in groups["on-hold"]["payment_methods"]
+    assert "on_account" not in groups["on-hold"]["payment_methods"]
     # Quantity breaks arrive as breaks: 1/10/50/100 with falling prices.
     trade_brk = portal_breaks(pipeline, "PL-TRADE-GBP")[SKU]
     assert [q for q, _ in trade_brk] == [1, 10, 50, 100]
@@ -252,7 +270,8 @@ def test_price_changes_send_only_the_changed_sku_and_history_answers_what_was_se
     after_change = datetime.now(UTC)
 
     # In one run: a quantity break added on the trade list; on CUST0005's own list a price
-    # changes and a SKU is removed. One call per list, holding just the SKUs that changed.
+    # changes and a SKU is removed. One call per list, holding just the SKUs that changed:
+    # CUST0005's list also prices BRK-0001, so its copy gains the trade list's new break.
     pipeline.erp.set_price("PL-TRADE-GBP", SKU, 250, "8.25")
     pipeline.erp.set_price("PL-C-CUST0005", "WID-0001", 1, "27.10")
     assert pipeline.erp.delete_price("PL-C-CUST0005", "FIX-0001") == 4
@@ -260,16 +279,19 @@ def test_price_changes_send_only_the_changed_sku_and_history_answers_what_was_se
     result = pipeline.run("price_sync_job")
     writes = master_data_writes(pipeline)
     assert sorted((w["method"], w["path"], w["items"]) for w in writes) == [
-        ("PATCH", "/api/v1/price-lists/PL-C-CUST0005/pricing", 2),
+        ("PATCH", "/api/v1/price-lists/PL-C-CUST0005/pricing", 3),
         ("PATCH", "/api/v1/price-lists/PL-TRADE-GBP/pricing", 1),
     ]
     assert [q for q, _ in portal_breaks(pipeline, "PL-TRADE-GBP")[SKU]] == [1, 10, 50, 100, 250]
     own = portal_breaks(pipeline, "PL-C-CUST0005")
-    assert own["WID-0001"][0] == (1, 27.10)
+    # The ERP charges the lowest break reached: from 10 up, its own 27.34 loses to 27.10.
+    assert own["WID-0001"] == [(1, 27.10), (10, 27.10), (50, 25.90), (100, 24.46)]
+    # At 250 the trade list's new 8.25 does not beat CUST0005's own 8.13 from 100.
+    assert own[SKU][-2:] == [(100, 8.13), (250, 8.13)]
     assert "FIX-0001" not in own  # the buyer now gets FIX-0001 from the parent trade list
-    assert own == erp_breaks(pipeline, "PL-C-CUST0005")
+    assert own == effective_breaks(pipeline, "PL-C-CUST0005")
     meta = pipeline.metadata(result, "portal_price_lists")
-    assert (meta["skus_repriced"], meta["skus_removed"]) == (2, 1)
+    assert (meta["skus_repriced"], meta["skus_removed"]) == (3, 1)
     assert all(pipeline.checks(result).values())
     # ...and the history says so: from now on CUST0005 sees FIX-0001 from the trade list only.
     fix_now = pipeline.audit.price_on(OWN_LIST, "FIX-0001", datetime.now(UTC))

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from b2b_pipeline.cli.main import cli
+from b2b_pipeline.connectors.sparklayer.purchases import purchase_id as pid
 from b2b_pipeline_tests.harness import Pipeline
 
 MONTH = "2026-10"
@@ -47,8 +48,10 @@ def place(pipeline: Pipeline, account: str, placed_at: str, *, unit_price: float
     line = {"sku": "BRK-0001", "quantity": 2}
     if unit_price is not None:
         line["unit_price"] = unit_price
-    order = pipeline.order(account, [line], placed_at=placed_at, po_number=f"PO-{placed_at[:10]}")
-    return order["id"], float(order["calculated_total"]["number"])
+    order = pipeline.order(
+        account, [line], placed_at=placed_at, customer_reference=f"PO-{placed_at[:10]}"
+    )
+    return pid(order), float(order["calculated_total"]["number"])
 
 
 def erp_engine(pipeline: Pipeline) -> sa.Engine:

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from b2b_pipeline.config.mappings import Mappings, load_mappings
+from b2b_pipeline.connectors.sparklayer.purchases import read_purchases
 from b2b_pipeline.domain.exceptions import to_payload
 from b2b_pipeline.domain.order_rules import auto_account_code
 from b2b_pipeline.domain.orders import (
@@ -137,7 +138,8 @@ def purchase(
     total: str | None = None,
     **fields: Any,
 ) -> dict[str, Any]:
-    """A purchase as the portal serves it; totals follow the lines (20% tax unless exempt)."""
+    """A purchase as SparkLayer serves it (contract v2 §5); totals follow the lines (20% tax
+    unless exempt). ``lines`` are (sku, quantity, unit net): the wire carries only line totals."""
     lines = lines if lines is not None else [("WID-0001", 2, "12.40")]
     rate = Decimal(0) if tax_exempt else Decimal(20)
     items, gross = [], Decimal(0)
@@ -147,9 +149,9 @@ def purchase(
         gross += net + tax
         items.append(
             {
-                "sku": sku,
+                "identifiers": {"sku": sku},
+                "name_parent": sku,
                 "quantity": quantity,
-                "unit_price": _money(unit, currency),
                 "line_total": {
                     "total_net": _money(net, currency),
                     "total_tax": _money(tax, currency),
@@ -160,33 +162,40 @@ def purchase(
             }
         )
     record = {
-        "id": f"p-{number}",
         "type": "order",
-        "status": "processing",
         "purchase_identifiers": {
             "sparklayer": f"p-{number}",
-            "platform": None,
+            "platform": "",
             "visible": f"SL-{100000 + number}",
-            "internal": None,
+            "internal": "",
         },
         "customer_identifiers": {"sparklayer": customer, "platform": CUSTOMERS[customer][0]},
+        "payment_method": "on_account",
+        "customer_reference": f"PO-{number}",
+        "currency_code": currency,
         "dates": {
             "created_at": "2025-01-15T09:00:00Z",
             "updated_at": "2025-01-15T09:30:00Z",
             "placed_at": "2025-01-15T09:30:00Z",
         },
-        "currency": currency,
+        "revision_date": "2025-01-15T09:30:00Z",
         "calculated_total": _money(total if total is not None else gross, currency),
-        "total_paid": _money("0.00", currency),
-        "tax_lines": [],
-        "line_items": items,
-        "payment_method": "pay_on_account",
-        "payment_status": "pending",
-        "po_number": f"PO-{number}",
-        "tax_exempt": tax_exempt,
-        "tax_number": None,
+        "calculated_fulfilment_status": "processing",
+        "billing_address": {},
+        "packages": [{"identifiers": {}, "line_items": items, "shipments": []}],
+        "accounting_files": [],
+        "custom_fields": [],
     }
     return record | fields
+
+
+def line_items(order: dict[str, Any]) -> list[dict[str, Any]]:
+    return order["packages"][0]["line_items"]
+
+
+def normalise(purchases: list[Any], customers: pd.DataFrame = PORTAL_CUSTOMERS):
+    """What a batch does: the wire module reads the purchases, the domain normalises them."""
+    return normalise_purchases(read_purchases(purchases), customers)
 
 
 def decide(
@@ -195,8 +204,9 @@ def decide(
     posted_refs: set[str] | None = None,
     overrides: pd.DataFrame | None = None,
     erp: ErpSnapshot = ERP,
+    customers: pd.DataFrame = PORTAL_CUSTOMERS,
 ) -> OrderDecisions:
-    batch = normalise_purchases(list(purchases), PORTAL_CUSTOMERS)
+    batch = normalise(list(purchases), customers)
     assert batch.malformed.empty, batch.malformed["message"].tolist()
     return decide_orders(
         batch.orders,
@@ -225,66 +235,85 @@ def posted_lines(decisions: OrderDecisions, order_id: str) -> pd.DataFrame:
     return lines[lines["external_ref"] == order_id].sort_values("line_no")
 
 
-# --- rule 1: live statuses ----------------------------------------------------------------------
+# --- rule 1: live purchase types ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("status", "kind"),
+    ("kind", "said"),
     [
-        ("draft", "order"),
-        ("quote", "quote"),
-        ("awaiting_approval", "order"),
-        ("cancelled", "order"),
-        ("processing", "cart"),
-        ("confirmed", "quote"),
+        ("order_unconfirmed", "not yet confirmed"),
+        ("awaiting_approval", "waiting for approval"),
+        ("quote", "a quote"),
+        ("cart", "a cart"),
     ],
 )
-def test_drafts_quotes_carts_and_cancelled_purchases_are_filtered_not_queued(
-    status: str, kind: str
+def test_unconfirmed_awaiting_approval_quotes_and_carts_are_filtered_not_queued(
+    kind: str, said: str
 ) -> None:
-    decisions = decide(purchase(1, status=status, type=kind))
+    decisions = decide(purchase(1, type=kind))
     assert decisions.to_post.empty and decisions.exceptions.empty
     assert decisions.filtered["portal_order_id"].tolist() == ["p-1"]
-    assert decisions.filtered["status"].tolist() == [status]
-    assert decisions.filtered["reason"].str.contains(status if kind == "order" else kind).all()
+    assert decisions.filtered["type"].tolist() == [kind]
+    assert decisions.filtered["reason"].str.contains(said).all()
 
 
-@pytest.mark.parametrize("status", ["processing", "confirmed"])
-def test_live_orders_are_posted(status: str) -> None:
-    decisions = decide(purchase(1, status=status))
+def test_an_order_cancelled_in_the_portal_before_posting_is_filtered() -> None:
+    decisions = decide(purchase(1, calculated_fulfilment_status="cancelled"))
+    assert decisions.to_post.empty and decisions.exceptions.empty
+    assert decisions.filtered["reason"].tolist() == ["cancelled in the portal"]
+
+
+def test_an_order_is_posted() -> None:
+    decisions = decide(purchase(1))
     assert posted(decisions, "p-1")["account_code"] == "ACME01"
+    assert posted(decisions, "p-1")["po_number"] == "PO-1"
     assert decisions.filtered.empty
+
+
+def test_live_types_from_the_mapping_file_decide_what_is_posted() -> None:
+    mappings = MAPPINGS.model_copy(update={"live_types": ["order", "order_unconfirmed"]})
+    decisions = decide(purchase(1, type="order_unconfirmed"), mappings=mappings)
+    assert posted(decisions, "p-1")["status"] == "TO_BE_INVOICED"
 
 
 # --- rule 6: payment --------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("method", "payment_status", "erp_status"),
+    ("method", "erp_status"),
     [
-        ("pay_on_account", "pending", "TO_BE_INVOICED"),
-        ("pay_by_invoice", "pending", "TO_BE_INVOICED"),
-        ("card", "paid", "PAID"),
+        ("on_account", "TO_BE_INVOICED"),
+        ("invoice", "TO_BE_INVOICED"),
+        ("platform_upfront", "PAID"),
     ],
 )
 def test_payment_method_sets_the_erp_status_never_pending_payment(
-    method: str, payment_status: str, erp_status: str
+    method: str, erp_status: str
 ) -> None:
-    decisions = decide(purchase(1, payment_method=method, payment_status=payment_status))
+    decisions = decide(purchase(1, payment_method=method))
     assert posted(decisions, "p-1")["status"] == erp_status
 
 
 @pytest.mark.parametrize(
-    ("method", "payment_status", "named"),
-    [("crypto", "paid", "'crypto'"), (None, "pending", "'(none)'"), ("card", "pending", "'card'")],
-    ids=["unknown-method", "no-method", "card-not-paid"],
+    ("method", "named"),
+    [("crypto", "'crypto'"), ("", "'(none)'"), (None, "'(none)'")],
+    ids=["unknown-method", "empty-method", "no-method"],
 )
-def test_payment_method_without_a_safe_erp_status_is_a_mapping_exception(
-    method: str | None, payment_status: str, named: str
+def test_payment_method_without_a_mapping_is_a_mapping_exception_never_a_default(
+    method: str | None, named: str
 ) -> None:
-    row = only_exception(decide(purchase(1, payment_method=method, payment_status=payment_status)))
+    row = only_exception(decide(purchase(1, payment_method=method)))
     assert (row["category"], row["reason_code"]) == ("MAPPING", "UNMAPPED_PAYMENT_METHOD")
     assert named in row["message"] and "SL-100001" in row["message"]
+
+
+def test_a_method_mapped_to_paid_needs_a_payment_covering_the_total() -> None:
+    mappings = MAPPINGS.model_copy(
+        update={"payment_methods": {**MAPPINGS.payment_methods, "invoice": "PAID"}}
+    )
+    row = only_exception(decide(purchase(1, payment_method="invoice"), mappings=mappings))
+    assert (row["category"], row["reason_code"]) == ("MAPPING", "UNMAPPED_PAYMENT_METHOD")
+    assert "no payment covering its total" in row["message"]
 
 
 # --- rule 2: account mapping --------------------------------------------------------------------
@@ -389,7 +418,12 @@ def test_unknown_and_inactive_skus_are_named_in_one_exception() -> None:
 
 
 def test_tax_exempt_in_portal_but_taxable_in_erp_is_a_tax_treatment_mismatch() -> None:
-    row = only_exception(decide(purchase(1, customer="c-acme01", tax_exempt=True)))
+    exempt_in_portal = PORTAL_CUSTOMERS.assign(
+        tax_exempt=PORTAL_CUSTOMERS["id"].isin(["c-acme01", "c-exempt01"])
+    )
+    row = only_exception(
+        decide(purchase(1, customer="c-acme01", tax_exempt=True), customers=exempt_in_portal)
+    )
     assert (row["category"], row["reason_code"]) == ("MAPPING", "TAX_TREATMENT_MISMATCH")
     assert "tax exempt" in row["message"] and "STANDARD" in row["message"]
 
@@ -457,15 +491,16 @@ def test_mispriced_order_names_both_totals_and_the_lines_that_differ() -> None:
     )
 
 
-@pytest.mark.parametrize(("total", "passes"), [("29.77", True), ("29.75", True), ("29.78", False)])
-def test_checkout_total_within_tolerance_passes_at_the_erp_price(total: str, passes: bool) -> None:
+@pytest.mark.parametrize("total", ["29.77", "29.75"])
+def test_checkout_total_within_tolerance_passes_at_the_erp_price(total: str) -> None:
     decisions = decide(purchase(1, total=total))  # the ERP makes it 29.76; tolerance 0.01
-    if passes:
-        assert posted(decisions, "p-1")["gross_total"] == 29.76
-    else:
-        row = only_exception(decisions)
-        assert row["reason_code"] == "PRICE_MISMATCH"
-        assert "No line price differs" in row["message"]
+    assert posted(decisions, "p-1")["gross_total"] == 29.76
+
+
+def test_checkout_total_off_its_own_lines_is_a_data_exception_not_a_price_difference() -> None:
+    batch = normalise([purchase(1, total="29.78")])  # lines (and the ERP) make it 29.76
+    assert batch.orders.empty
+    assert batch.malformed["reason_code"].tolist() == ["TOTALS_DO_NOT_ADD_UP"]
 
 
 def test_sku_on_no_price_list_is_a_no_erp_price_exception() -> None:
@@ -522,7 +557,7 @@ def test_an_override_settles_only_its_own_rule() -> None:
 
 def test_an_order_gets_only_the_first_failing_rule() -> None:
     # Held account, unknown SKU and mispriced at once: the hold (rule 3) is what is reported.
-    order = purchase(1, customer="c-hold01", lines=[("NOPE-1", 1, "1.00")], total="999.00")
+    order = purchase(1, customer="c-hold01", lines=[("NOPE-1", 1, "1.00"), ("WID-0001", 1, "99")])
     row = only_exception(decide(order))
     assert row["reason_code"] == "ACCOUNT_ON_HOLD"
 
@@ -536,10 +571,10 @@ def test_already_posted_order_is_counted_not_posted_again() -> None:
 def test_every_order_of_a_mixed_batch_has_exactly_one_outcome() -> None:
     batch = [
         purchase(1),
-        purchase(2, status="draft"),
+        purchase(2, type="quote"),
         purchase(3, customer="c-newco"),
         purchase(4, customer="c-hold01"),
-        purchase(5, total="1.00"),
+        purchase(5, lines=[("WID-0001", 2, "1.00")]),  # the ERP says 12.40
         purchase(6, customer="c-acme02", lines=[("WID-0002", 1, "4.50")]),
         purchase(7),
     ]
@@ -567,9 +602,8 @@ def test_every_order_of_a_mixed_batch_has_exactly_one_outcome() -> None:
 
 
 def test_decisions_have_the_shapes_the_erp_gateway_and_audit_store_take() -> None:
-    batch = normalise_purchases(
-        [purchase(1, lines=[("WID-0001", 1, "12.40"), ("WID-0002", 3, "5.00")]), purchase(2)],
-        PORTAL_CUSTOMERS,
+    batch = normalise(
+        [purchase(1, lines=[("WID-0001", 1, "12.40"), ("WID-0002", 3, "5.00")]), purchase(2)]
     )
     PortalOrders.validate(batch.orders)
     PortalOrderLines.validate(batch.lines)
@@ -583,7 +617,7 @@ def test_decisions_have_the_shapes_the_erp_gateway_and_audit_store_take() -> Non
 
 
 def _without_lines() -> dict[str, Any]:
-    return purchase(2, line_items=[])
+    return purchase(2, packages=[{"identifiers": {}, "line_items": [], "shipments": []}])
 
 
 def _comma_money() -> dict[str, Any]:
@@ -592,13 +626,25 @@ def _comma_money() -> dict[str, Any]:
 
 def _zero_quantity() -> dict[str, Any]:
     order = purchase(2)
-    order["line_items"][0]["quantity"] = 0
+    line_items(order)[0]["quantity"] = 0
     return order
 
 
 def _fractional_quantity() -> dict[str, Any]:
     order = purchase(2)
-    order["line_items"][0]["quantity"] = 2.5
+    line_items(order)[0]["quantity"] = 2.5
+    return order
+
+
+def _no_id() -> dict[str, Any]:
+    order = purchase(2)
+    order["purchase_identifiers"]["sparklayer"] = ""
+    return order
+
+
+def _list_not_object() -> dict[str, Any]:
+    order = purchase(2)
+    line_items(order)[0] = ["WID-0001", 2]
     return order
 
 
@@ -627,22 +673,30 @@ def _hostile_company() -> tuple[dict[str, Any], pd.DataFrame]:
 @pytest.mark.parametrize(
     ("make", "field_named"),
     [
-        (_without_lines, "line_items is missing or empty"),
+        (_without_lines, "the purchase has no line items"),
         (_comma_money, 'calculated_total "12,50" is not an amount'),
-        (lambda: purchase(2, currency="XXX"), 'currency "XXX" is not a currency the ERP'),
-        (lambda: purchase(2, currency="gbp"), 'currency "gbp" is not a 3-letter currency code'),
+        (lambda: purchase(2, currency="XXX"), 'currency_code "XXX" is not a currency the ERP'),
+        (lambda: purchase(2, currency="gbp"), 'code "gbp" is not a 3-letter currency code'),
         (_zero_quantity, "line 1 quantity 0 is not a positive whole number"),
         (_fractional_quantity, "line 1 quantity 2.5 is not a positive whole number"),
-        (lambda: purchase(2, po_number="PO-1\x00\x1b[2J"), "po_number contains control"),
-        (lambda: purchase(2, po_number="P" * 101), "po_number is 101 characters long"),
-        (lambda: purchase(2, id=None), "id is missing"),
+        (
+            lambda: purchase(2, customer_reference="PO-1\x00\x1b[2J"),
+            "customer_reference (PO number) contains control",
+        ),
+        (
+            lambda: purchase(2, customer_reference="P" * 101),
+            "customer_reference (PO number) is 101 characters long",
+        ),
+        (_no_id, "purchase_identifiers.sparklayer is missing"),
+        (lambda: purchase(2, type=""), "type is missing"),
+        (_list_not_object, "packages[0].line_items[0] is not an object"),
         (_no_customer, "customer_identifiers.sparklayer is missing"),
         (_hostile_company, "customer company_name is 10,000 characters long"),
     ],
     ids=[
         "no-lines", "comma-money", "unknown-currency", "lowercase-currency", "zero-quantity",
-        "fractional-quantity", "control-characters-in-po", "oversized-po", "no-id",
-        "no-customer", "10k-company-name",
+        "fractional-quantity", "control-characters-in-po", "oversized-po", "no-id", "no-type",
+        "line-is-a-list", "no-customer", "10k-company-name",
     ],
 )  # fmt: skip
 def test_malformed_purchase_is_a_data_exception_and_the_batch_goes_on(
@@ -651,7 +705,7 @@ def test_malformed_purchase_is_a_data_exception_and_the_batch_goes_on(
     made = make()
     bad, customers = made if isinstance(made, tuple) else (made, PORTAL_CUSTOMERS)
     good = purchase(1)
-    batch = normalise_purchases([good, bad, purchase(3)], customers)
+    batch = normalise([good, bad, purchase(3)], customers)
 
     assert batch.orders["portal_order_id"].tolist() == ["p-1", "p-3"]
     assert set(batch.lines["portal_order_id"]) == {"p-1", "p-3"}
@@ -666,19 +720,53 @@ def test_malformed_purchase_is_a_data_exception_and_the_batch_goes_on(
 
 
 def test_purchase_that_is_not_an_object_is_reported_once_with_a_stable_key() -> None:
-    first = normalise_purchases(["not a purchase", purchase(1)], PORTAL_CUSTOMERS)
-    again = normalise_purchases(["not a purchase"], PORTAL_CUSTOMERS)
+    first = normalise(["not a purchase", purchase(1)])
+    again = normalise(["not a purchase"])
     row = first.malformed.iloc[0]
     assert row["message"].count(";") == 0 and "not a JSON object" in row["message"]
     assert row["entity_key"] == again.malformed.iloc[0]["entity_key"]
     assert first.orders["portal_order_id"].tolist() == ["p-1"]
 
 
+def test_a_json_array_in_the_purchase_list_is_queued_and_the_other_orders_go_on() -> None:
+    batch = normalise([["p-9", "order"], purchase(1), purchase(3)])
+    assert batch.orders["portal_order_id"].tolist() == ["p-1", "p-3"]
+    assert batch.malformed["reason_code"].tolist() == ["MALFORMED_ORDER"]
+    assert "not a JSON object" in batch.malformed.iloc[0]["message"]
+
+
+def test_lines_of_every_package_are_read_with_unit_net_from_the_line_total() -> None:
+    order = purchase(1, lines=[("WID-0001", 3, "12.40")])
+    second = purchase(1, lines=[("WID-0002", 4, "5.00")])
+    order["packages"].append(second["packages"][0])
+    order["calculated_total"] = _money("68.64")  # 37.20 + 20.00 net, plus 20% tax
+    batch = normalise([order])
+    assert batch.malformed.empty, batch.malformed["message"].tolist()
+    assert batch.lines["sku"].tolist() == ["WID-0001", "WID-0002"]
+    assert batch.lines["line_no"].tolist() == [1, 2]
+    assert batch.lines["portal_unit_price"].tolist() == [12.40, 5.00]
+
+
+def test_an_order_whose_lines_do_not_add_up_to_its_total_is_a_data_exception() -> None:
+    batch = normalise([purchase(1), purchase(2, total="100.00")])
+    assert batch.orders["portal_order_id"].tolist() == ["p-1"]
+    row = batch.malformed.iloc[0]
+    assert (row["category"], row["reason_code"]) == ("DATA", "TOTALS_DO_NOT_ADD_UP")
+    assert "SL-100002" in row["message"] and "29.76" in row["message"]
+    assert "100.00" in row["message"]
+
+
+def test_unknown_fields_are_kept_in_the_payload() -> None:
+    order = purchase(1, loyalty={"points": 12}, name_parent_custom="x")
+    batch = normalise([order])
+    assert json.loads(batch.orders.iloc[0]["payload"])["loyalty"] == {"points": 12}
+
+
 def test_the_newest_version_of_a_purchase_listed_twice_is_kept() -> None:
-    older = purchase(1, status="draft")
-    newer = purchase(1, status="processing")
-    batch = normalise_purchases([older, newer], PORTAL_CUSTOMERS)
-    assert batch.orders["status"].tolist() == ["processing"]
+    older = purchase(1, type="quote")
+    newer = purchase(1, type="order")
+    batch = normalise([older, newer])
+    assert batch.orders["type"].tolist() == ["order"]
     assert len(batch.lines) == 1
 
 
@@ -686,7 +774,7 @@ def test_normalised_order_carries_the_mapping_and_portal_totals() -> None:
     order = purchase(
         1, customer="c-acme02", lines=[("WID-0001", 3, "9.90"), ("WID-0002", 1, "4.50")]
     )
-    batch = normalise_purchases([order], PORTAL_CUSTOMERS)
+    batch = normalise([order])
     row = batch.orders.iloc[0]
     assert (row["accounting_id"], row["company_name"], row["visible_id"]) == (
         "ACME02",
@@ -699,7 +787,7 @@ def test_normalised_order_carries_the_mapping_and_portal_totals() -> None:
 
 
 def test_an_empty_batch_gives_empty_frames_of_the_right_shape() -> None:
-    batch = normalise_purchases([], PORTAL_CUSTOMERS)
+    batch = normalise([])
     PortalOrders.validate(batch.orders)
     PortalOrderLines.validate(batch.lines)
     decisions = decide_orders(batch.orders, batch.lines, ERP, MAPPINGS, posted_refs=set())

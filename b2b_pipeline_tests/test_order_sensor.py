@@ -14,6 +14,7 @@ from datetime import timedelta
 import dagster as dg
 import pytest
 
+from b2b_pipeline.connectors.sparklayer.purchases import purchase_id as pid
 from b2b_pipeline.defs.orders.sensors import new_portal_orders_sensor
 from b2b_pipeline.defs.resources import SparkLayerResource
 from b2b_pipeline_tests.conftest import CLIENT_ID, CLIENT_SECRET, SITE_ID
@@ -71,11 +72,11 @@ def test_new_purchases_start_exactly_one_run_keyed_on_the_data(tick, buyer):
     assert len(result.run_requests) == 1  # one run for the lot, never one per order
     key = result.run_requests[0].run_key
     newest = orders[-1]
-    assert newest["id"] in key and key.startswith("orders-")
+    assert pid(newest) in key and key.startswith("orders-")
     # The same purchases seen again give the same key: Dagster starts no second run.
     again = tick()
     assert again.run_requests[0].run_key == key
-    assert json.loads(result.cursor)["id"] == newest["id"]
+    assert json.loads(result.cursor)["id"] == pid(newest)
 
 
 def test_the_cursor_advances_so_only_new_purchases_start_another_run(tick, buyer):
@@ -88,8 +89,8 @@ def test_the_cursor_advances_so_only_new_purchases_start_another_run(tick, buyer
     assert isinstance(second, dg.SensorResult)
     assert len(second.run_requests) == 1
     assert second.run_requests[0].run_key != first.run_requests[0].run_key
-    assert later["id"] in second.run_requests[0].run_key
-    assert json.loads(second.cursor)["id"] == later["id"]
+    assert pid(later) in second.run_requests[0].run_key
+    assert json.loads(second.cursor)["id"] == pid(later)
 
 
 def test_a_run_already_in_flight_makes_the_sensor_wait(tick, buyer, instance):
@@ -135,7 +136,7 @@ def test_the_erp_number_written_back_starts_no_second_run(tick, buyer, pipeline)
     assert len(first.run_requests) == 1
     # What the intake run does at its end: the ERP order number goes onto the purchase, which
     # changes it in the portal.
-    pipeline.portal.set_internal_identifier(order["id"], "1001")
+    pipeline.portal.set_internal_identifier(pid(order), "1001")
 
     after = tick(first.cursor)
     assert not after.run_requests  # our own write-back is no new work
@@ -144,4 +145,4 @@ def test_the_erp_number_written_back_starts_no_second_run(tick, buyer, pipeline)
 
     # A purchase that still needs intake (a new order) does start a run.
     newer = buyer(3)
-    assert tick(after.cursor).run_requests[0].run_key.endswith(newer["id"])
+    assert tick(after.cursor).run_requests[0].run_key.endswith(pid(newer))

@@ -1,9 +1,11 @@
 """The embedded SparkLayer simulator, spoken to over real HTTP with plain ``requests``.
 
-These tests pin what the pipeline's client and the demo rely on: the contract's auth, limits
-and error documents (contracts/sparklayer-api.md §1-7), the wire shapes of
-docs/architecture.md, the portal's own order pricing, the fault injector's determinism and
-the state file surviving a restart.
+These tests pin what the pipeline's client and the demo rely on from contract version 2
+(contracts/sparklayer-api.md): auth, page and batch limits, the hard data limits, problem
+documents, customers and groups (§2), stock (§4), the sync log (§6), the fault injector's
+determinism, the call log and the state file surviving a restart. Purchases and the §7 buyer
+endpoints are in ``test_simulator_purchases.py``; price lists and the portal's price rule in
+``test_simulator_pricing.py``; both reuse the helpers defined here.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import pytest
 import requests
 
+from b2b_pipeline.simulator.limits import HARD_LIMITS
 from b2b_pipeline.simulator.problems import ApiError
 from b2b_pipeline.simulator.server import SimulatorServer
 from b2b_pipeline.simulator.state import ResourceLocks
@@ -54,11 +57,16 @@ def fetch_token(base_url: str, secret: str = CLIENT_SECRET, site: str = SITE_ID)
     )
 
 
-@pytest.fixture
-def api(simulator: SimulatorServer) -> Iterator[PortalApi]:
+def open_portal_api(simulator: SimulatorServer) -> Iterator[PortalApi]:
+    """An authenticated session for one test (the body of each simulator test file's fixture)."""
     portal_api = PortalApi(simulator.url)
     yield portal_api
     portal_api.session.close()
+
+
+@pytest.fixture
+def api(simulator: SimulatorServer) -> Iterator[PortalApi]:
+    yield from open_portal_api(simulator)
 
 
 def problem(response: requests.Response, status: int) -> dict[str, Any]:
@@ -78,13 +86,23 @@ def breaks(*pairs: tuple[int, float]) -> list[dict[str, float]]:
     return [{"quantity": quantity, "price": price} for quantity, price in pairs]
 
 
+BLANK_BREAK = [{"quantity": None, "price": None}]  # removes a SKU's prices (contract §3)
+
+
+def create_price_list(api: PortalApi, slug: str, currency: str = "GBP") -> requests.Response:
+    body = {"slug": slug, "name": slug, "currency_code": currency, "source": "integration"}
+    return api.call("POST", "/api/v1/price-lists", body)
+
+
 def seed_trade_customer(api: PortalApi, **overrides: Any) -> dict[str, Any]:
-    """A group list with quantity breaks, a customer-specific list on top, one customer."""
+    """A group list with quantity breaks, a customer-specific list first, one customer.
+
+    ``acme-special`` (first in the customer's order) prices BOLT-10 at 2.40, 2.00 from 50;
+    ``trade-gbp`` prices BOLT-10 at 2.50, 2.20 from 10, 1.95 from 100, and NUT-10 at 0.40.
+    """
     api.call("POST", "/api/v1/customer-groups", {"slug": "trade", "name": "Trade"})
     for slug in ("trade-gbp", "acme-special"):
-        api.call(
-            "POST", "/api/v1/price-lists", {"slug": slug, "name": slug, "currency_code": "GBP"}
-        )
+        create_price_list(api, slug)
     api.call(
         "PATCH",
         "/api/v1/price-lists/trade-gbp/pricing",
@@ -96,7 +114,7 @@ def seed_trade_customer(api: PortalApi, **overrides: Any) -> dict[str, Any]:
     api.call(
         "PATCH",
         "/api/v1/price-lists/acme-special/pricing",
-        [{"sku": "BOLT-10", "pricing": breaks((50, 2.00))}],
+        [{"sku": "BOLT-10", "pricing": breaks((1, 2.40), (50, 2.00))}],
     )
     customer = {
         "external_id": "ACME01",
@@ -115,8 +133,19 @@ def seed_trade_customer(api: PortalApi, **overrides: Any) -> dict[str, Any]:
 
 
 def place_order(api: PortalApi, **body: Any) -> requests.Response:
-    order = {"customer": "ACME01", "status": "processing", "payment_method": "pay_on_account"}
+    """A buyer places a purchase through ``POST /_sim/orders`` (contract §7)."""
+    order = {"customer": "ACME01", "type": "order", "payment_method": "on_account"}
     return api.sim("POST", "/orders", {**order, **body})
+
+
+def order(api: PortalApi, **body: Any) -> dict[str, Any]:
+    response = place_order(api, **body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def sparklayer_id(purchase: dict[str, Any]) -> str:
+    return purchase["purchase_identifiers"]["sparklayer"]
 
 
 # -- authentication (§1) ---------------------------------------------------------------------
@@ -199,14 +228,10 @@ def test_a_body_that_is_not_json_is_415_or_400(api):
     [
         ("/api/v2/customers", "page_size", 251),
         ("/api/v2/price-lists", "page_size", 251),
-        ("/api/v1/price-lists/trade-gbp/pricing", "page_size", 1001),
         ("/api/v1/purchases", "limit", 501),
     ],
 )
 def test_page_size_over_the_limit_is_400_naming_the_parameter(api, path, parameter, over_limit):
-    api.call(
-        "POST", "/api/v1/price-lists", {"slug": "trade-gbp", "name": "T", "currency_code": "GBP"}
-    )
     assert api.call("GET", path, **{parameter: over_limit - 1}).status_code == 200
     document = problem(api.call("GET", path, **{parameter: over_limit}), 400)
     assert properties(document) == {parameter}
@@ -228,59 +253,69 @@ def test_page_size_over_the_limit_is_400_naming_the_parameter(api, path, paramet
         ),
     ],
 )
-def test_a_batch_of_501_rows_is_refused_and_500_accepted(api, path, method, row):
-    api.call(
-        "POST", "/api/v1/price-lists", {"slug": "trade-gbp", "name": "T", "currency_code": "GBP"}
-    )
+def test_a_batch_of_501_rows_is_refused_and_500_accepted_with_204(api, path, method, row):
+    create_price_list(api, "trade-gbp")
     rows = [{**row, "sku": f"SKU-{i:04d}"} for i in range(501)]
     document = problem(api.call(method, path, rows), 400)
     assert document["errors"][0]["code"] == "too-many-items"
-    assert api.call(method, path, rows[:500]).status_code == 200
+    accepted = api.call(method, path, rows[:500])
+    assert accepted.status_code == 204 and accepted.content == b""
 
 
-def test_invalid_price_rows_are_named_by_line_and_nothing_is_applied(api):
-    api.call(
-        "POST", "/api/v1/price-lists", {"slug": "trade-gbp", "name": "T", "currency_code": "GBP"}
-    )
-    rows = [
-        {"sku": "GOOD-1", "pricing": breaks((1, 5.0))},
-        {"sku": "BAD-PRICE", "pricing": breaks((1, -1.0))},
-        {"sku": "GOOD-2", "pricing": breaks((1, 6.0))},
-        {"sku": "BAD-QTY", "pricing": [{"quantity": 1.5, "price": 2.0}]},
-        {"sku": "TWO-BREAKS-AT-1", "pricing": breaks((1, 2.0), (1, 3.0))},
-        {"sku": "GOOD-1", "pricing": breaks((1, 5.0))},
-    ]
-    document = problem(api.call("PATCH", "/api/v1/price-lists/trade-gbp/pricing", rows), 400)
-    assert {(e["line"], e["field"]) for e in document["errors"]} == {
-        (1, "pricing[0].price"),
-        (3, "pricing[0].quantity"),
-        (4, "pricing[1].quantity"),
-        (5, "sku"),  # the same SKU twice in one call
+def test_the_contract_hard_limits_are_the_simulators():
+    assert HARD_LIMITS == {
+        "price_lists": 15_000,
+        "customer_groups": 100,
+        "customers": 250_000,
+        "products": 50_000,
+        "line_items": 250,
+        "addresses": 500,
     }
-    assert all(e["code"] and e["message"] and e["property"] for e in document["errors"])
-    assert api.call("GET", "/api/v1/price-lists/trade-gbp/pricing").json() == []
 
 
-def test_pricing_patch_replaces_breaks_removes_empty_skus_and_pages_sorted(api):
-    api.call(
-        "POST", "/api/v1/price-lists", {"slug": "trade-gbp", "name": "T", "currency_code": "GBP"}
-    )
-    path = "/api/v1/price-lists/trade-gbp/pricing"
-    api.call("PATCH", path, [{"sku": s, "pricing": breaks((1, 9.0))} for s in ("C", "A", "B")])
-    api.call(
-        "PATCH", path, [{"sku": "A", "pricing": breaks((5, 8.0))}, {"sku": "B", "pricing": []}]
-    )
-    first = api.call("GET", path, page=1, page_size=1).json()
-    second = api.call("GET", path, page=2, page_size=1).json()
-    assert first == [{"sku": "A", "pricing": [{"quantity": 5, "price": 8.0}]}]
-    assert [row["sku"] for row in second] == ["C"]
-    assert api.call("GET", path, page=3, page_size=1).json() == []
+def _pass_the_limit(api: PortalApi, limit: str) -> requests.Response:
+    """The call that takes the portal one past ``limit`` (lowered to 1 for the big ones)."""
+    if limit == "price_lists":
+        create_price_list(api, "first")
+        return create_price_list(api, "second")
+    if limit == "customer_groups":
+        api.call("POST", "/api/v1/customer-groups", {"slug": "one", "name": "One"})
+        return api.call("POST", "/api/v1/customer-groups", {"slug": "two", "name": "Two"})
+    if limit == "customers":
+        api.call("PUT", "/api/v2/customers/platform/C1", {"external_id": "C1", "email": "1@x"})
+        return api.call("PUT", "/api/v2/customers/platform/C2", {"external_id": "C2"})
+    if limit == "products":
+        create_price_list(api, "a")
+        create_price_list(api, "b")
+        rows = [{"sku": "SKU-1", "pricing": breaks((1, 1.0))}]
+        api.call("PATCH", "/api/v1/price-lists/a/pricing", rows)
+        api.call("PATCH", "/api/v1/price-lists/b/pricing", rows)  # the same SKU: still one
+        more = [{"sku": "SKU-2", "price_list_slug": "b", "pricing": breaks((1, 1.0))}]
+        return api.call("PATCH", "/api/v1/batch-update-pricing", more)
+    if limit == "addresses":
+        body = {"external_id": "C1", "addresses": [{"line1": f"{i} High St"} for i in range(501)]}
+        return api.call("PUT", "/api/v2/customers/platform/C1", body)
+    raise AssertionError(limit)
 
 
-def test_unknown_price_list_is_404(api):
-    response = api.call("PATCH", "/api/v1/price-lists/nope/pricing", [])
-    assert problem(response, 404)["errors"][0]["code"] == "resource-id-not-found"
-    problem(api.call("GET", "/api/v1/price-lists/nope/pricing"), 404)
+@pytest.mark.parametrize(
+    ("limit", "lowered_to"),
+    [
+        ("price_lists", 1),
+        ("customer_groups", 1),
+        ("customers", 1),
+        ("products", 1),
+        ("addresses", None),  # the real 500: cheap enough to send
+    ],
+)
+def test_passing_a_hard_data_limit_is_400_naming_the_limit(api, monkeypatch, limit, lowered_to):
+    if lowered_to is not None:
+        monkeypatch.setitem(HARD_LIMITS, limit, lowered_to)
+    document = problem(_pass_the_limit(api, limit), 400)
+    assert document["errors"][0]["code"] == "limit-exceeded"
+    assert f"hard limit of {HARD_LIMITS[limit]:,}" in document["detail"]
+    counts = api.sim("GET", "/state").json()
+    assert counts["price_lists"] <= 2 and counts["customers"] <= 1 and counts["priced_skus"] <= 1
 
 
 def test_price_list_fields_are_checked(api):
@@ -289,38 +324,143 @@ def test_price_list_fields_are_checked(api):
     assert properties(document) == {"slug", "name", "currency_code"}
 
 
-def test_put_customer_by_platform_with_another_external_id_is_id_mismatch(api):
-    body = {"external_id": "OTHER", "email": "a@b.example"}
-    document = problem(api.call("PUT", "/api/v2/customers/platform/ACME01", body), 400)
-    assert document["errors"][0]["code"] == "idMismatch"
-    assert api.call("GET", "/api/v2/customers/platform/ACME01").status_code == 404
-
-
 @pytest.mark.parametrize(
-    ("path", "body"),
+    ("path", "body", "status"),
     [
-        ("/api/v1/price-lists", {"slug": "trade-gbp", "name": "T", "currency_code": "GBP"}),
-        ("/api/v1/customer-groups", {"slug": "trade", "name": "Trade"}),
-        ("/api/v1/stock-locations", {"name": "Leeds", "external_id": "LEEDS"}),
+        ("/api/v1/price-lists", {"slug": "trade-gbp", "name": "T", "currency_code": "GBP"}, 400),
+        ("/api/v1/customer-groups", {"slug": "trade", "name": "Trade"}, 400),
+        ("/api/v1/stock-locations", {"name": "Leeds", "external_id": "LEEDS"}, 409),
     ],
 )
-def test_creating_a_duplicate_is_409_resource_already_exists(api, path, body):
+def test_a_duplicate_create_is_refused_as_the_contract_says(api, path, body, status):
     assert api.call("POST", path, body).status_code == 201
-    document = problem(api.call("POST", path, body), 409)
+    document = problem(api.call("POST", path, body), status)
     assert document["errors"][0]["code"] == "resource-already-exists"
 
 
-def test_customers_are_created_replaced_and_paged(api):
-    seed_trade_customer(api)
-    created = api.call("GET", "/api/v2/customers/platform/ACME01").json()
+# -- customers and groups (§2) -----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("lookup", "identifier", "body", "field"),
+    [
+        ("platform", "ACME01", {"external_id": "OTHER", "email": "a@b.example"}, "external_id"),
+        ("platform", "ACME01", {"email": "a@b.example"}, "external_id"),
+        ("email", "a@b.example", {"email": "c@d.example"}, "email"),
+    ],
+)
+def test_a_customer_put_whose_body_lacks_the_urls_identifier_is_id_mismatch(
+    api, lookup, identifier, body, field
+):
+    document = problem(api.call("PUT", f"/api/v2/customers/{lookup}/{identifier}", body), 400)
+    assert document["errors"][0]["code"] == "idMismatch"
+    assert properties(document) == {field}
+    assert api.sim("GET", "/state").json()["customers"] == 0
+
+
+def test_a_customer_put_by_sparklayer_id_must_carry_that_id(api):
+    created = seed_trade_customer(api)
+    path = f"/api/v2/customers/sparklayer/{created['id']}"
+    body = {key: value for key, value in created.items() if key != "id"}
+    assert problem(api.call("PUT", path, body), 400)["errors"][0]["code"] == "idMismatch"
+    assert api.call("PUT", path, created).status_code == 200
+
+
+def test_a_customer_put_replaces_and_clears_every_field_left_out(api):
+    terms = {"credit_limit": 500, "balance": 20, "currency_code": "GBP", "net_terms": 30}
+    created = seed_trade_customer(api, payment_on_account=terms)
     assert created["accounting_id"] == "ACME01" and created["price_lists"][0] == "acme-special"
-    replacement = {"external_id": "ACME01", "email": "new@acme.example", "group": "trade"}
+    assert created["payment_on_account"]["credit_limit"] == 500
+    replacement = {"external_id": "ACME01", "email": "new@acme.example", "company_name": "Acme"}
     replaced = api.call("PUT", "/api/v2/customers/platform/ACME01", replacement)
     assert replaced.status_code == 200
     body = replaced.json()
-    assert body["id"] == created["id"] and body["accounting_id"] is None  # a full replace
+    assert body["id"] == created["id"] and body["created_at"] == created["created_at"]
     assert body["updated_at"] > created["updated_at"]
+    # What the body left out is gone, not kept: this is why every client update is a
+    # read-modify-write of the whole customer.
+    assert body["accounting_id"] is None and body["group"] is None
+    assert body["price_lists"] == [] and body["payment_on_account"] is None
+    assert body["discount_percentage"] == 0
     assert api.call("GET", f"/api/v2/customers/sparklayer/{created['id']}").json() == body
+
+
+def test_customers_are_found_by_sparklayer_id_external_id_and_email(api):
+    created = seed_trade_customer(api)
+    for lookup, identifier in (
+        ("sparklayer", created["id"]),
+        ("platform", "ACME01"),
+        ("email", "BUYER@acme.example"),  # an email is one address whatever its case
+    ):
+        found = api.call("GET", f"/api/v2/customers/{lookup}/{identifier}")
+        assert found.status_code == 200 and found.json()["id"] == created["id"]
+    problem(api.call("GET", "/api/v2/customers/email/nobody@acme.example"), 404)
+    problem(api.call("GET", "/api/v2/customers/accounting/ACME01"), 400)
+
+
+def test_a_customer_put_by_email_creates_then_replaces(api):
+    body = {"email": "new@shop.example", "company_name": "Shop"}
+    assert api.call("PUT", "/api/v2/customers/email/new@shop.example", body).status_code == 201
+    again = api.call("PUT", "/api/v2/customers/email/new@shop.example", body)
+    assert again.status_code == 200
+    assert api.sim("GET", "/state").json()["customers"] == 1
+
+
+def test_a_customer_put_by_an_unknown_sparklayer_id_is_404(api):
+    body = {"id": "0b1d2f4e-0000-4000-8000-000000000000", "email": "x@y.example"}
+    problem(api.call("PUT", f"/api/v2/customers/sparklayer/{body['id']}", body), 404)
+
+
+def test_a_duplicate_email_or_external_id_is_409(api):
+    seed_trade_customer(api)
+    same_email = {"external_id": "OTHER1", "email": "Buyer@Acme.example"}
+    document = problem(api.call("PUT", "/api/v2/customers/platform/OTHER1", same_email), 409)
+    assert document["errors"][0]["code"] == "resource-already-exists"
+    assert properties(document) == {"email"}
+    created = api.call(
+        "PUT", "/api/v2/customers/email/other@x.example", {"email": "other@x.example"}
+    ).json()
+    taken = {**created, "external_id": "ACME01"}
+    document = problem(api.call("PUT", f"/api/v2/customers/sparklayer/{created['id']}", taken), 409)
+    assert properties(document) == {"external_id"}
+
+
+def test_a_customer_pointing_at_an_unknown_group_role_list_or_parent_is_400(api):
+    body = {
+        "external_id": "X1",
+        "group": "ghost",
+        "role": "emperor",
+        "price_lists": ["nowhere"],
+        "parent_customer_id": "no-such-customer",
+    }
+    document = problem(api.call("PUT", "/api/v2/customers/platform/X1", body), 400)
+    assert properties(document) == {"group", "role", "price_lists[0]", "parent_customer_id"}
+
+
+def test_an_external_id_in_sparklayers_own_id_space_is_400(api):
+    body = {"external_id": "cu_123"}
+    assert properties(problem(api.call("PUT", "/api/v2/customers/platform/cu_123", body), 400)) == {
+        "external_id"
+    }
+
+
+def test_deleting_a_customer_answers_204_and_it_is_gone(api):
+    created = seed_trade_customer(api)
+    deleted = api.call("DELETE", "/api/v2/customers/platform/ACME01")
+    assert deleted.status_code == 204 and deleted.content == b""
+    problem(api.call("GET", f"/api/v2/customers/sparklayer/{created['id']}"), 404)
+    problem(api.call("DELETE", "/api/v2/customers/platform/ACME01"), 404)
+    # The email and external id are free again.
+    assert (
+        api.call(
+            "PUT",
+            "/api/v2/customers/platform/ACME01",
+            {"external_id": "ACME01", "email": "buyer@acme.example"},
+        ).status_code
+        == 201
+    )
+
+
+def test_customers_are_paged_and_self_registered_companies_have_no_accounting_id(api):
+    seed_trade_customer(api)
     registered = api.sim(
         "POST", "/customers/register", {"company_name": "Self Ltd", "email": "s@x"}
     )
@@ -329,40 +469,87 @@ def test_customers_are_created_replaced_and_paged(api):
     # The same email signing up again is the same company, not a second one.
     again = api.sim("POST", "/customers/register", {"company_name": "Self Ltd", "email": "S@x"})
     assert again.status_code == 200 and again.json()["id"] == registered.json()["id"]
+    fetched = api.call("GET", "/api/v2/customers/email/s@x").json()
+    assert fetched == registered.json()
     page = api.call("GET", "/api/v2/customers", page=2, page_size=1).json()
     assert page["pagination"] == {"current_page": 2, "total_pages": 2, "page_size": 1, "total": 2}
     assert page["data"][0]["company_name"] == "Self Ltd"
 
 
-def test_customer_pointing_at_unknown_group_or_list_is_400(api):
-    body = {"external_id": "X1", "group": "ghost", "price_lists": ["nowhere"]}
-    document = problem(api.call("PUT", "/api/v2/customers/platform/X1", body), 400)
-    assert properties(document) == {"group", "price_lists[0]"}
+def test_customer_groups_carry_payment_methods_and_ordering_and_can_be_patched(api):
+    created = api.call("POST", "/api/v1/customer-groups", {"slug": "trade", "name": "Trade"})
+    assert created.json() == {
+        "slug": "trade",
+        "name": "Trade",
+        "parent_slug": None,
+        "payment_methods": ["on_account", "invoice", "platform_upfront"],
+        "ordering_enabled": True,
+    }
+    patch = {"ordering_enabled": False, "payment_methods": ["platform_upfront"]}
+    patched = api.call("PATCH", "/api/v1/customer-groups/trade", patch)
+    assert patched.status_code == 200
+    assert patched.json() == {**created.json(), **patch}
+    assert api.call("GET", "/api/v1/customer-groups").json() == [patched.json()]
+    problem(api.call("PATCH", "/api/v1/customer-groups/ghost", patch), 404)
+    bad = {"payment_methods": ["pay_on_account"], "parent_slug": "trade"}
+    assert properties(problem(api.call("PATCH", "/api/v1/customer-groups/trade", bad), 400)) == {
+        "payment_methods"
+    }
+    orphan = {"slug": "retail", "name": "Retail", "parent_slug": "ghost"}
+    assert properties(problem(api.call("POST", "/api/v1/customer-groups", orphan), 400)) == {
+        "parent_slug"
+    }
 
 
 # -- stock (§4) --------------------------------------------------------------------------------
-def test_stock_levels_are_written_and_fetched_by_location(api):
-    api.call("POST", "/api/v1/stock-locations", {"name": "Leeds", "external_id": "LEEDS"})
+def test_stock_is_written_with_204_and_fetched_nested_by_location(api):
+    leeds = api.call(
+        "POST", "/api/v1/stock-locations", {"name": "Leeds", "external_id": "LEEDS"}
+    ).json()
     rows = [
         {"stock_location_external_id": "default", "sku": "BOLT-10", "stock_level": 40},
         {
-            "stock_location_external_id": "LEEDS",
+            "stock_location_id": leeds["id"],
             "sku": "BOLT-10",
             "stock_level": 7,
             "restock_date": "2025-02-01",
+            "min_stock_level": 2,
         },
+        {"stock_location_external_id": "LEEDS", "sku": "ONLY-IN-LEEDS", "stock_level": 1},
     ]
-    assert api.call("POST", "/api/v1/batch-update-stock", rows).status_code == 200
-    query = {"skus": ["BOLT-10", "NO-STOCK"], "filter": {"all_stock_locations": False}}
+    written = api.call("POST", "/api/v1/batch-update-stock", rows)
+    assert written.status_code == 204 and written.content == b""
+    default_id = next(
+        loc["id"]
+        for loc in api.call("GET", "/api/v1/stock-locations").json()
+        if loc["external_id"] == "default"
+    )
+    query = {"skus": ["BOLT-10", "NO-STOCK", "ONLY-IN-LEEDS"]}
     default_only = api.call("POST", "/api/v1/batch-fetch-stock", query).json()
-    assert [(r["stock_location_external_id"], r["stock_level"]) for r in default_only] == [
-        ("default", 40)
+    assert default_only == [
+        {
+            "sku": "BOLT-10",
+            "stock_levels": [
+                {
+                    "stock_location_id": default_id,
+                    "stock_location_external_id": "default",
+                    "stock_level": 40,
+                    "restock_date": None,
+                    "min_stock_level": None,
+                }
+            ],
+        }
     ]
-    query["filter"]["all_stock_locations"] = True
+    query["filter"] = {"all_stock_locations": True}
     everywhere = api.call("POST", "/api/v1/batch-fetch-stock", query).json()
-    assert {(r["stock_location_external_id"], r["stock_level"]) for r in everywhere} == {
-        ("default", 40),
-        ("LEEDS", 7),
+    assert [row["sku"] for row in everywhere] == ["BOLT-10", "ONLY-IN-LEEDS"]  # NO-STOCK left out
+    bolt = {level["stock_location_external_id"]: level for level in everywhere[0]["stock_levels"]}
+    assert bolt["LEEDS"] == {
+        "stock_location_id": leeds["id"],
+        "stock_location_external_id": "LEEDS",
+        "stock_level": 7,
+        "restock_date": "2025-02-01",
+        "min_stock_level": 2,
     }
 
 
@@ -371,14 +558,20 @@ def test_stock_batch_with_a_repeated_pair_or_unknown_location_applies_nothing(ap
         {"stock_location_external_id": "default", "sku": "A", "stock_level": 1},
         {"stock_location_external_id": "default", "sku": "A", "stock_level": 2},
         {"stock_location_external_id": "MARS", "sku": "B", "stock_level": 3},
+        {"stock_location_id": "no-such-id", "sku": "C", "stock_level": 3},
+        {"sku": "D", "stock_level": 3},
     ]
-    document = problem(api.call("POST", "/api/v1/batch-update-stock", rows), 400)
-    assert {(e["line"], e["field"]) for e in document["errors"]} == {(1, "sku")}
-    document = problem(api.call("POST", "/api/v1/batch-update-stock", [rows[0], rows[2]]), 400)
+    document = problem(api.call("POST", "/api/v1/batch-update-stock", rows[:4]), 400)
     assert {(e["line"], e["field"]) for e in document["errors"]} == {
-        (1, "stock_location_external_id")
+        (1, "sku"),
+        (2, "stock_location_external_id"),
+        (3, "stock_location_id"),
     }
-    fetched = api.call("POST", "/api/v1/batch-fetch-stock", {"skus": ["A", "B"]}).json()
+    document = problem(api.call("POST", "/api/v1/batch-update-stock", rows[4:]), 400)
+    assert {(e["line"], e["field"]) for e in document["errors"]} == {
+        (0, "stock_location_external_id")
+    }
+    fetched = api.call("POST", "/api/v1/batch-fetch-stock", {"skus": ["A", "B", "C"]}).json()
     assert fetched == []
 
 
@@ -461,7 +654,7 @@ def test_every_api_call_is_counted_with_its_status(api):
     api.sim("DELETE", "/calls")
     api.authenticate()
     api.call("GET", "/api/v1/price-lists/missing/pricing")
-    api.call("POST", "/api/v1/price-lists", {"slug": "a", "name": "A", "currency_code": "GBP"})
+    create_price_list(api, "a")
     api.call("PATCH", "/api/v1/price-lists/a/pricing", [{"sku": "S", "pricing": breaks((1, 1))}])
     api.sim("GET", "/state")  # not an API call
     calls = api.sim("GET", "/calls").json()
@@ -476,7 +669,7 @@ def test_every_api_call_is_counted_with_its_status(api):
         (200, None),
         (404, None),
         (201, None),
-        (200, 1),
+        (204, 1),
     ]
     assert calls["log"][1]["path"] == "/api/v1/price-lists/missing/pricing"
     assert api.sim("DELETE", "/calls").json()["total"] == 0
@@ -495,148 +688,6 @@ def test_a_second_write_while_one_is_in_progress_is_a_conflict():
         pass  # released after the first write
 
 
-# -- buyer orders and purchases (§5, §7) -------------------------------------------------------
-def test_order_is_priced_from_breaks_across_lists_with_discount_and_tax(api):
-    seed_trade_customer(api)
-    response = place_order(
-        api, lines=[{"sku": "BOLT-10", "quantity": 60}, {"sku": "NUT-10", "quantity": 3}]
-    )
-    assert response.status_code == 201, response.text
-    order = response.json()
-    bolt, nut = order["line_items"]
-    # BOLT-10 at 60: breaks 2.50 (1), 2.20 (10) and the customer list's 2.00 (50) -> 2.00,
-    # less 10% -> 1.80; 60 x 1.80 = 108.00 net, 21.60 VAT.
-    assert bolt["unit_price"] == {"number": "1.80", "currency": "GBP"}
-    assert bolt["line_total"]["total_net"]["number"] == "108.00"
-    assert bolt["line_total"]["discount_net"]["number"] == "12.00"
-    assert bolt["line_total"]["total_tax"]["number"] == "21.60"
-    # NUT-10: 0.40 less 10% = 0.36; 3 x 0.36 = 1.08; VAT round(0.216) = 0.22.
-    assert nut["unit_price"]["number"] == "0.36"
-    assert nut["line_total"]["total_tax"]["number"] == "0.22"
-    assert order["calculated_total"] == {"number": "130.90", "currency": "GBP"}
-    assert order["tax_lines"] == [
-        {"title": "VAT", "amount": {"number": "21.82", "currency": "GBP"}, "rate": 20.0}
-    ]
-    assert order["type"] == "order" and order["payment_status"] == "pending"
-    assert order["total_paid"]["number"] == "0.00"
-    assert order["customer_identifiers"]["platform"] == "ACME01"
-    assert order["purchase_identifiers"]["visible"] == "SL-100001"
-    fetched = api.call("GET", f"/api/v1/purchases/sparklayer/{order['id']}").json()
-    assert fetched == order
-
-
-def test_tax_exempt_card_order_has_no_tax_and_is_paid(api):
-    seed_trade_customer(api, tax_exempt=True, discount_percentage=0)
-    order = place_order(
-        api, payment_method="card", lines=[{"sku": "BOLT-10", "quantity": 10}]
-    ).json()
-    assert order["line_items"][0]["unit_price"]["number"] == "2.20"
-    assert order["calculated_total"]["number"] == "22.00"
-    assert order["tax_lines"] == [] and order["tax_exempt"] is True
-    assert order["payment_status"] == "paid" and order["total_paid"]["number"] == "22.00"
-
-
-def test_standard_tax_rate_is_configurable(api):
-    seed_trade_customer(api, discount_percentage=0)
-    api.sim("PUT", "/config", {"standard_tax_rate": 5})
-    order = place_order(api, lines=[{"sku": "NUT-10", "quantity": 10}]).json()
-    assert order["line_items"][0]["line_total"]["total_tax"]["number"] == "0.20"
-
-
-def test_buyer_given_unit_price_is_used_as_is(api):
-    seed_trade_customer(api)
-    order = place_order(api, lines=[{"sku": "ANY-SKU", "quantity": 2, "unit_price": 3.333}]).json()
-    assert order["line_items"][0]["unit_price"]["number"] == "3.33"
-    # The unit price is rounded first, then multiplied: 2 x 3.33, not round(6.666).
-    assert order["line_items"][0]["line_total"]["total_net"]["number"] == "6.66"
-
-
-def test_unknown_sku_without_unit_price_is_400(api):
-    seed_trade_customer(api)
-    response = place_order(
-        api, lines=[{"sku": "BOLT-10", "quantity": 1}, {"sku": "GHOST", "quantity": 1}]
-    )
-    assert properties(problem(response, 400)) == {"lines[1].sku"}
-    assert api.sim("GET", "/state").json()["purchases"] == 0
-
-
-def test_ordering_disabled_group_is_refused_with_403(api):
-    seed_trade_customer(api)
-    api.call(
-        "POST",
-        "/api/v1/customer-groups",
-        {"slug": "on-hold", "name": "On hold", "ordering_enabled": False},
-    )
-    customer = api.call("GET", "/api/v2/customers/platform/ACME01").json()
-    held = {**customer, "group": "on-hold"}
-    assert api.call("PUT", "/api/v2/customers/platform/ACME01", held).status_code == 200
-    response = place_order(api, customer=customer["id"], lines=[{"sku": "NUT-10", "quantity": 1}])
-    assert problem(response, 403)["errors"][0]["code"] == "ordering-disabled"
-
-
-def test_pay_on_account_over_the_credit_limit_is_refused_with_403(api):
-    terms = {"credit_limit": 100, "currency": "GBP", "net_terms": 30, "balance": 90}
-    seed_trade_customer(api, payment_on_account=terms, discount_percentage=0)
-    small = place_order(api, lines=[{"sku": "NUT-10", "quantity": 10}])  # 4.80 gross
-    assert small.status_code == 201
-    large = place_order(api, lines=[{"sku": "BOLT-10", "quantity": 10}])  # 26.40 gross
-    assert problem(large, 403)["errors"][0]["code"] == "credit-limit-exceeded"
-    by_card = place_order(api, payment_method="card", lines=[{"sku": "BOLT-10", "quantity": 10}])
-    assert by_card.status_code == 201
-
-
-def test_purchases_are_paged_by_update_time_and_filtered_by_updated_since(api):
-    seed_trade_customer(api)
-    ids = [
-        place_order(api, status=status, lines=[{"sku": "NUT-10", "quantity": 1}]).json()["id"]
-        for status in ("processing", "quote", "confirmed", "cart", "draft")
-    ]
-    first_page = api.call("GET", "/api/v1/purchases", limit=2, offset=0).json()
-    rest = api.call("GET", "/api/v1/purchases", limit=2, offset=2).json()
-    last = api.call("GET", "/api/v1/purchases", limit=2, offset=4).json()
-    assert [p["id"] for p in first_page + rest + last] == ids
-    assert len(last) == 1  # a short page is the last
-    assert [p["type"] for p in first_page + rest] == ["order", "quote", "order", "cart"]
-    assert first_page[1]["dates"]["placed_at"] is None
-
-    confirmed = api.sim("PATCH", f"/purchases/{ids[1]}", {"status": "confirmed"}).json()
-    assert confirmed["type"] == "order" and confirmed["dates"]["placed_at"] is not None
-    since = confirmed["dates"]["updated_at"]
-    assert since > rest[-1]["dates"]["updated_at"]
-    changed = api.call("GET", "/api/v1/purchases", updated_since=since).json()
-    assert [p["id"] for p in changed] == [ids[1]]
-    everything = api.call("GET", "/api/v1/purchases").json()
-    assert [p["id"] for p in everything] == [ids[0], *ids[2:], ids[1]]
-    keys = [(p["dates"]["updated_at"], p["id"]) for p in everything]
-    assert keys == sorted(keys)
-    problem(api.call("GET", "/api/v1/purchases", updated_since="yesterday"), 400)
-
-
-def test_erp_order_number_is_written_back_and_found_by_internal_id(api):
-    seed_trade_customer(api)
-    order = place_order(api, lines=[{"sku": "NUT-10", "quantity": 1}]).json()
-    order["purchase_identifiers"]["internal"] = "42"
-    path = f"/api/v1/purchases/sparklayer/{order['id']}"
-    updated = api.call("PUT", path, order)
-    assert updated.status_code == 200, updated.text
-    assert updated.json()["dates"]["updated_at"] > order["dates"]["updated_at"]
-    found = api.call("GET", "/api/v1/purchases/internal/42").json()
-    assert found["id"] == order["id"] and found["line_items"] == order["line_items"]
-    other = place_order(api, lines=[{"sku": "NUT-10", "quantity": 1}]).json()
-    other["purchase_identifiers"]["internal"] = "42"
-    clash = api.call("PUT", f"/api/v1/purchases/sparklayer/{other['id']}", other)
-    assert problem(clash, 409)["errors"][0]["code"] == "resource-already-exists"
-
-
-def test_injected_conflicts_hit_writes_only(api):
-    seed_trade_customer(api)
-    order = place_order(api, lines=[{"sku": "NUT-10", "quantity": 1}]).json()
-    api.sim("PUT", "/faults", {"conflict_rate": 1.0})
-    path = f"/api/v1/purchases/sparklayer/{order['id']}"
-    assert api.call("GET", path).status_code == 200
-    problem(api.call("PUT", path, order), 409)
-
-
 # -- persistence -------------------------------------------------------------------------------
 def test_state_survives_a_restart(tmp_path: Path):
     state_path = tmp_path / "sim-state.bin"
@@ -649,11 +700,15 @@ def test_state_survives_a_restart(tmp_path: Path):
             "/api/v1/batch-update-stock",
             [{"stock_location_external_id": "default", "sku": "BOLT-10", "stock_level": 3}],
         )
-        order = place_order(api, lines=[{"sku": "BOLT-10", "quantity": 60}]).json()
+        placed = order(
+            api, payment_method="platform_upfront", lines=[{"sku": "BOLT-10", "quantity": 60}]
+        )
+        path = f"/api/v1/purchases/sparklayer/{sparklayer_id(placed)}"
         before = {
             "state": api.sim("GET", "/state").json(),
             "pricing": api.call("GET", "/api/v1/price-lists/trade-gbp/pricing").json(),
             "customers": api.call("GET", "/api/v2/customers").json(),
+            "transactions": api.call("GET", f"{path}/transactions").json(),
         }
     assert state_path.exists()
     with pytest.raises(requests.ConnectionError):  # stopped means stopped, keep-alive or not
@@ -664,15 +719,19 @@ def test_state_survives_a_restart(tmp_path: Path):
             "state": api.sim("GET", "/state").json(),
             "pricing": api.call("GET", "/api/v1/price-lists/trade-gbp/pricing").json(),
             "customers": api.call("GET", "/api/v2/customers").json(),
+            "transactions": api.call("GET", f"{path}/transactions").json(),
         }
-        assert after == before
-        assert api.call("GET", f"/api/v1/purchases/sparklayer/{order['id']}").json() == order
+        assert after == before and len(after["transactions"]) == 1
+        assert api.call("GET", path).json() == placed
+        assert api.call("GET", "/api/v1/purchases/visible/SL-100001").json() == placed
         stock = api.call("POST", "/api/v1/batch-fetch-stock", {"skus": ["BOLT-10"]}).json()
-        assert stock[0]["stock_level"] == 3
+        assert stock[0]["stock_levels"][0]["stock_level"] == 3
         # Numbering and the change clock carry on where they stopped.
-        again = place_order(api, lines=[{"sku": "NUT-10", "quantity": 1}]).json()
+        again = order(api, lines=[{"sku": "NUT-10", "quantity": 1}])
         assert again["purchase_identifiers"]["visible"] == "SL-100002"
-        assert again["dates"]["updated_at"] > order["dates"]["updated_at"]
+        assert again["dates"]["updated_at"] > placed["dates"]["updated_at"]
+        newest = api.call("GET", "/api/v1/purchases").json()
+        assert [sparklayer_id(p) for p in newest] == [sparklayer_id(again), sparklayer_id(placed)]
 
 
 def test_an_unreadable_state_file_is_set_aside(tmp_path: Path):

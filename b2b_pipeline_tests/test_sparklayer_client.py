@@ -1,8 +1,10 @@
-"""The SparkLayer client against the embedded simulator, over real HTTP.
+"""The SparkLayer client (contract v2) against the embedded simulator, over real HTTP.
 
 Each test drives the client through the simulator's test controls (``/_sim/config``,
 ``/_sim/faults``, ``/_sim/tokens/revoke``) and checks what the portal saw in ``/_sim/calls``:
-how many calls, which statuses, how many items per batch. Nothing is mocked.
+how many calls, which statuses, how many items per batch. Nothing is mocked. Reading the
+purchase list while it changes, and the ERP number write-back, are proved in
+``test_sparklayer_client_purchases.py``; this module holds the helpers both use.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from typing import Any
 
 import pytest
@@ -28,11 +29,15 @@ from b2b_pipeline.connectors.sparklayer.errors import (
     PortalUnreachableError,
     ServerError,
 )
+from b2b_pipeline.connectors.sparklayer.purchases import purchase_id
+from b2b_pipeline.connectors.sparklayer.wire import HARD_LIMITS
 from b2b_pipeline_tests.conftest import CLIENT_ID, CLIENT_SECRET, SITE_ID
 
 CUSTOMERS = "/api/v2/customers"
 CUSTOMER_GROUPS = "/api/v1/customer-groups"
+PRICE_LISTS = "/api/v2/price-lists"
 PRICING = "/api/v1/price-lists/{slug}/pricing"
+FETCH_PRICING = "/api/v1/fetch-customer-pricing"
 PURCHASES = "/api/v1/purchases"
 PURCHASE = "/api/v1/purchases/{lookupBy}/{identifier}"
 TOKEN = "/api/auth/token"
@@ -84,14 +89,49 @@ class Sim:
         body = {"company_name": company_name, "email": f"{company_name.lower()}@example.com"}
         return self._send("POST", "/_sim/customers/register", body)
 
-    def order(self, customer: str, sku: str = "SKU-1", quantity: int = 1) -> dict[str, Any]:
+    def order(
+        self,
+        customer: str,
+        sku: str = "SKU-1",
+        quantity: int = 1,
+        *,
+        purchase_type: str = "order",
+        payment_method: str = "on_account",
+        customer_reference: str = "",
+    ) -> dict[str, Any]:
+        """A buyer places a purchase (an order by default); the portal's document comes back."""
         body = {
             "customer": customer,
-            "status": "processing",
-            "payment_method": "pay_on_account",
+            "type": purchase_type,
+            "payment_method": payment_method,
+            "customer_reference": customer_reference,
             "lines": [{"sku": sku, "quantity": quantity, "unit_price": 10.0}],
         }
         return self._send("POST", "/_sim/orders", body)
+
+    def change(self, purchase: str, **change: Any) -> dict[str, Any]:
+        """A buyer confirms (``type``) or cancels (``calculated_fulfilment_status``)."""
+        return self._send("PATCH", f"/_sim/purchases/{purchase}", change)
+
+    def delete(self, purchase: str) -> None:
+        response = self.http.delete(
+            f"{self.url}/api/v1/purchases/sparklayer/{purchase}", headers=self._api_headers()
+        )
+        assert response.status_code == 204, response.text
+
+    def _api_headers(self) -> dict[str, str]:
+        """Headers of a separate API user (the portal's own admin deleting a purchase)."""
+        answer = self.http.post(
+            f"{self.url}/api/auth/token",
+            json={
+                "grant_type": "client_credentials",
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+            },
+            headers={"Site-Id": SITE_ID},
+            timeout=10,
+        )
+        return {"Authorization": f"Bearer {answer.json()['access_token']}", "Site-Id": SITE_ID}
 
 
 @pytest.fixture
@@ -265,48 +305,20 @@ def test_customer_pages_return_every_customer_exactly_once(
     assert len(sim.log(CUSTOMERS, "GET")) == 3  # 250 + 250 + 120, following total_pages
 
 
-def test_purchase_pages_by_limit_and_offset_return_every_purchase_exactly_once(
+def test_pricing_is_read_in_one_call_and_an_empty_list_reads_as_nothing(
     portal: SparkLayerClient, sim: Sim
 ) -> None:
-    portal.put_customer(customer("ACC-1"))
-    placed = [sim.order("ACC-1")["id"] for _ in range(620)]
-    sim.clear_calls()
-
-    seen = [p["id"] for p in portal.iter_purchases(limit=250)]
-
-    assert seen == placed  # oldest first, each once
-    assert len(sim.log(PURCHASES, "GET")) == 3  # 250 + 250 + 120: the short page is the last
-
-
-def test_purchases_updated_since_sends_the_filter_and_pages_what_comes_back(
-    portal: SparkLayerClient, sim: Sim
-) -> None:
-    portal.put_customer(customer("ACC-1"))
-    for _ in range(5):
-        sim.order("ACC-1")
-    purchases = list(portal.iter_purchases())
-    since = purchases[3]["dates"]["updated_at"]
-    sim.clear_calls()
-
-    recent = list(portal.iter_purchases(updated_since=datetime.fromisoformat(since)))
-
-    assert [p["id"] for p in recent] == [
-        p["id"] for p in purchases if p["dates"]["updated_at"] >= since
-    ]
-    assert len(recent) < len(purchases)  # the portal filtered: the client sent the filter
-
-
-def test_pricing_pages_stop_at_the_first_short_page(portal: SparkLayerClient, sim: Sim) -> None:
     portal.create_price_list("trade", "Trade", "GBP")
-    sent = price_rows(1000)
+    assert list(portal.iter_pricing("trade")) == []  # the portal answers 204, no body
+    sent = price_rows(1200)
     portal.patch_pricing("trade", sent)
     sim.clear_calls()
 
-    fetched = list(portal.iter_pricing("trade", page_size=400))
+    fetched = list(portal.iter_pricing("trade"))
 
     assert [row["sku"] for row in fetched] == [row["sku"] for row in sent]
     assert [row["pricing"] for row in fetched] == [row["pricing"] for row in sent]
-    assert len(sim.log(PRICING, "GET")) == 3  # 400 + 400 + 200
+    assert statuses(sim.log(PRICING, "GET")) == [200]  # 1,200 SKUs, one call: not paged
 
 
 # ------------------------------------------------------------------ retries
@@ -417,7 +429,7 @@ def test_a_conflicting_write_is_retried(portal: SparkLayerClient, sim: Sim) -> N
     result = portal.patch_pricing("trade", price_rows(3))
 
     assert result == BatchResult(calls=1, sent=3, rejected=[])
-    assert statuses(sim.log(PRICING, "PATCH")) == [409, 409, 200]
+    assert statuses(sim.log(PRICING, "PATCH")) == [409, 409, 204]
 
 
 def test_a_malformed_body_is_a_typed_error_once_retries_are_spent(
@@ -588,23 +600,59 @@ def test_customer_endpoints_round_trip(portal: SparkLayerClient) -> None:
     assert portal.create_customer_group(
         {"slug": "trade", "name": "Trade", "parent_slug": None, "ordering_enabled": True}
     )
-    assert portal.create_customer_group({"slug": "trade", "name": "Trade"}) is None
     assert [g["slug"] for g in portal.list_customer_groups()] == ["trade"]
 
     created = portal.put_customer(customer("ACC-7", group="trade", discount_percentage=5))
     assert created["id"] and created["group"] == "trade"
     assert portal.get_customer("ACC-7") == created
     assert portal.get_customer(created["id"], lookup_by="sparklayer") == created
+    assert portal.get_customer("acc-7@example.com", lookup_by="email") == created
+    assert portal.get_customer("nobody@example.com", lookup_by="email") is None
 
     replaced = portal.put_customer({**created, "company_name": "Renamed"}, lookup_by="sparklayer")
     assert replaced["id"] == created["id"] and replaced["company_name"] == "Renamed"
+    by_email = portal.put_customer({**replaced, "last_name": "Lovelace"}, lookup_by="email")
+    assert by_email["id"] == created["id"] and by_email["last_name"] == "Lovelace"
     assert [c["external_id"] for c in portal.iter_customers()] == ["ACC-7"]
+
+
+def test_a_group_or_price_list_that_exists_is_read_back_not_created_again(
+    portal: SparkLayerClient, sim: Sim
+) -> None:
+    portal.create_customer_group({"slug": "trade", "name": "Trade"})
+    portal.create_price_list("trade", "Trade", "GBP")
+    sim.clear_calls()
+
+    assert portal.create_customer_group({"slug": "trade", "name": "Trade"}) is None
+    assert portal.create_price_list("trade", "Trade", "GBP") is None
+
+    # The portal answers a duplicate with a 400 [doc]; the client reads back, never resends.
+    assert statuses(sim.log(CUSTOMER_GROUPS, "POST")) == [400]
+    assert statuses(sim.log(CUSTOMER_GROUPS, "GET")) == [200]
+    assert statuses(sim.log("/api/v1/price-lists", "POST")) == [400]
+    assert statuses(sim.log(PRICE_LISTS, "GET")) == [200]
+
+
+def test_any_other_refused_create_raises_and_is_never_retried(
+    portal: SparkLayerClient, sim: Sim
+) -> None:
+    with pytest.raises(InvalidRequestError) as refused:
+        portal.create_price_list("trade", "Trade", "NOT-A-CURRENCY")
+    assert not refused.value.already_exists
+
+    sim.fail_next("POST", CUSTOMER_GROUPS, 400)
+    with pytest.raises(InvalidRequestError):
+        portal.create_customer_group({"slug": "trade", "name": "Trade"})
+
+    assert statuses(sim.log("/api/v1/price-lists", "POST")) == [400]
+    assert statuses(sim.log(CUSTOMER_GROUPS, "POST")) == [400]
+    assert sim.log(CUSTOMER_GROUPS, "GET") == []  # not mistaken for "already exists"
+    assert portal.list_customer_groups() == []
 
 
 def test_price_list_endpoints_round_trip(portal: SparkLayerClient) -> None:
     created = portal.create_price_list("trade", "Trade prices", "GBP")
     assert created is not None and created["slug"] == "trade"
-    assert portal.create_price_list("trade", "Trade prices", "GBP") is None
     portal.create_price_list("acc-7", "ACC-7 prices", "GBP")
     assert [(p["slug"], p["currency_code"]) for p in portal.iter_price_lists()] == [
         ("trade", "GBP"),
@@ -625,17 +673,61 @@ def test_price_list_endpoints_round_trip(portal: SparkLayerClient) -> None:
     ]
     assert [row["sku"] for row in portal.iter_pricing("acc-7")] == ["SKU-1"]
 
-    portal.patch_pricing("trade", [{"sku": "SKU-2", "pricing": []}])  # removes the SKU
-    assert [row["sku"] for row in portal.iter_pricing("trade")] == ["SKU-1"]
+
+def test_pricing_an_empty_list_of_breaks_removes_the_sku_as_the_blank_break(
+    portal: SparkLayerClient, sim: Sim
+) -> None:
+    # The portal refuses "pricing": [] [assumed by the simulator, as the docs only describe the
+    # blank break]: a removal that succeeds proves the client sent the blank break.
+    portal.create_price_list("trade", "Trade", "GBP")
+    portal.patch_pricing("trade", price_rows(3))
+
+    removed = portal.patch_pricing("trade", [{"sku": "SKU-00001", "pricing": []}])
+    across = portal.batch_update_pricing(
+        [{"sku": "SKU-00002", "price_list_slug": "trade", "pricing": []}]
+    )
+
+    assert removed == BatchResult(calls=1, sent=1, rejected=[])
+    assert across == BatchResult(calls=1, sent=1, rejected=[])
+    assert [row["sku"] for row in portal.iter_pricing("trade")] == ["SKU-00000"]
+    assert statuses(sim.log(PRICING, "PATCH"))[-1] == 204
+    assert statuses(sim.log("/api/v1/batch-update-pricing")) == [204]
 
 
-def test_stock_endpoints_round_trip(portal: SparkLayerClient) -> None:
+def test_the_portals_price_for_a_customer_comes_back_line_by_line_in_calls_of_250(
+    portal: SparkLayerClient, sim: Sim
+) -> None:
+    portal.create_price_list("trade", "Trade", "GBP")
+    portal.patch_pricing("trade", price_rows(299))
+    buyer = portal.put_customer(customer("ACC-1", price_lists=["trade"], discount_percentage=10))
+    lines = [{"sku": f"SKU-{n:05d}", "quantity": 2} for n in range(300)]  # the last is unpriced
+
+    priced = portal.fetch_customer_pricing(buyer["id"], lines)
+    by_email = portal.fetch_customer_pricing(
+        "acc-1@example.com", [{"sku": "SKU-00000", "quantity": 1}], lookup_by="email"
+    )
+
+    assert len(priced) == 300
+    assert priced[0] == {"sku": "SKU-00000", "quantity": 2, "unit_price": 9.0, "error": None}
+    assert priced[150]["unit_price"] == pytest.approx(round((10.0 + 1.5) * 0.9, 2))
+    assert priced[299]["unit_price"] is None and "SKU-00299" in priced[299]["error"]
+    assert by_email == [{"sku": "SKU-00000", "quantity": 1, "unit_price": 9.0, "error": None}]
+    # 300 lines: 250 then 50 (where one SKU could not be priced: 207), then the email lookup.
+    assert statuses(sim.log(FETCH_PRICING)) == [200, 207, 200]
+
+
+def test_the_portals_price_for_an_unknown_customer_is_refused(portal: SparkLayerClient) -> None:
+    with pytest.raises(InvalidRequestError):
+        portal.fetch_customer_pricing("no-such-customer", [{"sku": "SKU-1", "quantity": 1}])
+
+
+def test_stock_endpoints_round_trip(portal: SparkLayerClient, sim: Sim) -> None:
     created = portal.create_stock_location("Leeds warehouse", "LEEDS")
     assert created is not None and created["external_id"] == "LEEDS"
     assert portal.create_stock_location("Leeds warehouse", "LEEDS") is None
     assert {loc["external_id"] for loc in portal.list_stock_locations()} == {"default", "LEEDS"}
 
-    portal.batch_update_stock(
+    written = portal.batch_update_stock(
         [
             {"stock_location_external_id": "default", "sku": "SKU-1", "stock_level": 7},
             {
@@ -647,11 +739,25 @@ def test_stock_endpoints_round_trip(portal: SparkLayerClient) -> None:
             },
         ]
     )
+    assert written == BatchResult(calls=1, sent=2, rejected=[])
+    assert statuses(sim.log("/api/v1/batch-update-stock")) == [204]
 
+    # The portal nests levels per SKU; the client keeps handing out one flat row per location.
     everywhere = portal.batch_fetch_stock(["SKU-1", "SKU-NONE"])
+    assert {tuple(sorted(row)) for row in everywhere} == {
+        (
+            "min_stock_level",
+            "restock_date",
+            "sku",
+            "stock_level",
+            "stock_location_external_id",
+            "stock_location_id",
+        )
+    }
     assert sorted(
-        (s["stock_location_external_id"], s["stock_level"], s["restock_date"]) for s in everywhere
-    ) == [("LEEDS", 2, "2030-01-15"), ("default", 7, None)]
+        (s["sku"], s["stock_location_external_id"], s["stock_level"], s["restock_date"])
+        for s in everywhere
+    ) == [("SKU-1", "LEEDS", 2, "2030-01-15"), ("SKU-1", "default", 7, None)]
     default_only = portal.batch_fetch_stock(["SKU-1"], all_stock_locations=False)
     assert [(s["stock_location_external_id"], s["stock_level"]) for s in default_only] == [
         ("default", 7)
@@ -660,39 +766,37 @@ def test_stock_endpoints_round_trip(portal: SparkLayerClient) -> None:
 
 def test_purchase_endpoints_round_trip(portal: SparkLayerClient, sim: Sim) -> None:
     portal.put_customer(customer("ACC-1"))
-    placed = sim.order("ACC-1", quantity=3)
-    purchase_id = placed["id"]
+    placed = sim.order("ACC-1", quantity=3, payment_method="platform_upfront")
+    pid = purchase_id(placed)
+    assert pid is not None
 
-    assert portal.get_purchase(purchase_id) == placed
+    assert portal.get_purchase(pid) == placed
     visible = placed["purchase_identifiers"]["visible"]
-    assert portal.get_purchase(visible, lookup_by="visible")["id"] == purchase_id
+    assert purchase_id(portal.get_purchase(visible, lookup_by="visible")) == pid
+    [paid] = portal.list_purchase_transactions(pid)
+    assert paid["apply_to_balance"] is True and paid["total"] == placed["calculated_total"]
 
-    updated = portal.set_internal_identifier(purchase_id, "10001")
+    updated = portal.set_internal_identifier(pid, "10001")
     assert updated["purchase_identifiers"]["internal"] == "10001"
-    assert portal.get_purchase("10001", lookup_by="internal")["id"] == purchase_id
-    assert updated["dates"]["updated_at"] >= placed["dates"]["updated_at"]
+    assert purchase_id(portal.get_purchase("10001", lookup_by="internal")) == pid
 
-    replaced = portal.put_purchase({**updated, "po_number": "PO-42"})
-    assert replaced["po_number"] == "PO-42"
+    # put_purchase takes the purchase as read: the server's calculated_* fields are left out.
+    replaced = portal.put_purchase({**updated, "customer_reference": "PO-42"})
+    assert replaced["customer_reference"] == "PO-42"
     assert replaced["purchase_identifiers"]["internal"] == "10001"
-    assert [p["id"] for p in portal.iter_purchases()] == [purchase_id]
+    assert replaced["calculated_total"] == placed["calculated_total"]
+    assert [purchase_id(p) for p in portal.iter_purchases()] == [pid]
 
 
-def test_internal_identifier_rereads_on_conflict_and_skips_a_write_it_does_not_need(
-    portal: SparkLayerClient, sim: Sim
-) -> None:
-    portal.put_customer(customer("ACC-1"))
-    purchase_id = sim.order("ACC-1")["id"]
-    sim.fail_next("PUT", PURCHASE, 409)
-
-    updated = portal.set_internal_identifier(purchase_id, "10002")
-    again = portal.set_internal_identifier(purchase_id, "10002")
-
-    assert updated["purchase_identifiers"]["internal"] == "10002"
-    assert again["purchase_identifiers"]["internal"] == "10002"
-    purchase_calls = [(r["method"], r["status"]) for r in sim.log(PURCHASE)]
-    # read, conflicting write, re-read, write; then one read and no write for the no-op.
-    assert purchase_calls == [("GET", 200), ("PUT", 409), ("GET", 200), ("PUT", 200), ("GET", 200)]
+def test_the_hard_data_limits_are_the_documented_ones() -> None:
+    assert HARD_LIMITS == {
+        "price_lists": 15000,
+        "customer_groups": 100,
+        "customers": 250000,
+        "products": 50000,
+        "line_items": 250,
+        "addresses": 500,
+    }
 
 
 def test_sync_log_round_trip(portal: SparkLayerClient) -> None:

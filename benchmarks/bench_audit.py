@@ -104,7 +104,7 @@ def main() -> None:
         )
         postings = lines.dropna(subset=["portal_order_id", "erp_order_no"]).assign(
             posted_at=datetime(2025, 3, 15, tzinfo=UTC),
-            payment_method="pay_on_account",
+            payment_method="on_account",
             erp_status="TO_BE_INVOICED",
         )
         timed(

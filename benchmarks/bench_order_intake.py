@@ -45,9 +45,9 @@ def place_orders(url: str, accounts: list[str], skus: list[str], count: int, see
         plans.append(
             {
                 "customer": accounts[int(rng.integers(len(accounts)))],
-                "status": "processing",
-                "payment_method": "pay_on_account",
-                "po_number": f"PO-{int(rng.integers(1e6)):06d}",
+                "type": "order",
+                "payment_method": "on_account",
+                "customer_reference": f"PO-{int(rng.integers(1e6)):06d}",
                 "lines": [
                     {"sku": skus[i], "quantity": int(q)}
                     for i, q in zip(picked, rng.integers(1, 60, n_lines), strict=True)
@@ -60,9 +60,8 @@ def place_orders(url: str, accounts: list[str], skus: list[str], count: int, see
     def place(order: dict) -> bool:
         response = session.post(f"{url}/_sim/orders", json=order, timeout=30)
         if response.status_code == 403:  # over the credit limit: the buyer pays by card
-            response = session.post(
-                f"{url}/_sim/orders", json={**order, "payment_method": "card"}, timeout=30
-            )
+            card = {**order, "payment_method": "platform_upfront"}
+            response = session.post(f"{url}/_sim/orders", json=card, timeout=30)
         return response.status_code == 201
 
     with ThreadPoolExecutor(4) as pool:

@@ -194,7 +194,7 @@ def synthetic_batch(
             "accounting_id": order_account,
             "company_name": order_account,
             "currency": "GBP",
-            "payment_method": "pay_on_account",
+            "payment_method": "on_account",
             "payment_status": "pending",
             "po_number": None,
             "tax_exempt": False,

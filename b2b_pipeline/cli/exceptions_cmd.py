@@ -19,7 +19,11 @@ STATUSES = ["open", "approved", "resolved", "ignored", "all"]
 # Which job replays an exception of each entity.
 RETRY_JOBS = {
     "customer": "customer_sync_job",
+    "customer_group": "customer_sync_job",
     "price_list": "price_sync_job",
+    # A portal price that differs from the ERP's is re-probed (a fix closes it); the repair
+    # itself is the price sync's full comparison (runbook).
+    "customer_price": "price_probe_job",
     "inventory": "inventory_sync_job",
 }
 
@@ -206,8 +210,9 @@ def _map_company(record: dict, account_code: str) -> None:
         raise click.UsageError(f"the ERP has no account {account_code}")
     if not bool(match.iloc[0]["active"]):
         raise click.UsageError(f"ERP account {account_code} is inactive")
-    payload = json.loads(record["payload"] or "{}")
-    customer_id = (payload.get("customer_identifiers") or {}).get("sparklayer")
+    from b2b_pipeline.connectors.sparklayer.purchases import customer_id as purchase_customer
+
+    customer_id = purchase_customer(json.loads(record["payload"] or "{}"))
     if not customer_id:
         raise click.UsageError("the exception's order names no portal customer")
     with SparkLayerClient(

@@ -45,9 +45,14 @@ class FriendlyErrors(click.Group):
             sys.exit(2)
 
 
+# Commands that never read the operating model (the simulator plays SparkLayer itself).
+NO_MAPPINGS_NEEDED = {"sim"}
+
+
 @click.group(cls=FriendlyErrors)
 @click.option("-v", "--verbose", is_flag=True, help="log what the pipeline does")
-def cli(verbose: bool) -> None:
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
     """The SparkLayer ↔ ERP integration: portal simulator, reference ERP, sync runs, the
     exception queue, month-end reconciliation and the audit trail.
 
@@ -61,6 +66,12 @@ def cli(verbose: bool) -> None:
         level=logging.INFO if verbose else logging.ERROR,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if ctx.invoked_subcommand not in NO_MAPPINGS_NEEDED and not ctx.resilient_parsing:
+        # Refuse an invalid (or version-1) mapping file at start-up, in one line, before any
+        # system is contacted.
+        from b2b_pipeline.config.mappings import mappings_from_env
+
+        mappings_from_env()
 
 
 register_commands(cli)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import pandas as pd
-from tabulate import tabulate
+
+if TYPE_CHECKING:  # pandas is imported by the commands that make frames, not by --help
+    import pandas as pd
 
 format_option = click.option(
     "--format",
@@ -20,6 +21,9 @@ format_option = click.option(
 
 
 def emit(data: pd.DataFrame | dict[str, Any] | list[dict[str, Any]], fmt: str) -> None:
+    import pandas as pd
+    from tabulate import tabulate
+
     if fmt == "json":
         if isinstance(data, pd.DataFrame):
             click.echo(data.to_json(orient="records", date_format="iso", indent=2))

@@ -15,11 +15,13 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import pandas as pd
 
-from b2b_pipeline.cli.runner import run_job
+if TYPE_CHECKING:
+    import pandas as pd
+
 from b2b_pipeline.config.settings import Settings
 
 # Columns of a difference on screen; the reason is last because it is the long one.
@@ -37,6 +39,7 @@ _DIFFERENCE_COLUMNS = [
 def _table(frame: pd.DataFrame) -> None:
     """Print a table as a person reads a statement: money to 2 decimals, blanks for what is
     missing (tabulate would re-parse "-2.40" as a number and print -2.4, so it is told not to)."""
+    import pandas as pd
     from tabulate import tabulate
 
     shown = frame.astype(object).where(frame.notna(), "")
@@ -93,6 +96,8 @@ def reconcile(month: str, fmt: str, out: str | None) -> None:
 
     _require_partition(month)
     click.echo(f"Reconciling {month} …", err=True)
+    from b2b_pipeline.cli.runner import run_job  # Dagster only for commands that run a job
+
     summary = run_job("month_end_job", partition_key=month, outputs=("month_end_reconciliation",))
     if not summary.success:
         click.echo(f"b2b-pipeline: the reconciliation failed: {summary.error}", err=True)

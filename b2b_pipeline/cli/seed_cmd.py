@@ -6,12 +6,13 @@ import sys
 import time
 
 import click
-import requests
 
 from b2b_pipeline.config.settings import Settings
 
 
 def _wait_for_portal(base_url: str, seconds: float) -> None:
+    import requests
+
     deadline = time.monotonic() + seconds
     while True:
         try:
@@ -99,6 +100,8 @@ def seed(
 
 def _is_simulator(base_url: str) -> bool:
     """Only the embedded simulator answers /_sim/; a real SparkLayer is never seeded."""
+    import requests
+
     try:
         return requests.get(f"{base_url}/_sim/state", timeout=5).ok
     except requests.RequestException:

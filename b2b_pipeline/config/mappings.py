@@ -19,7 +19,18 @@ ErpOrderStatus = Literal["TO_BE_INVOICED", "PAID", "PENDING_PAYMENT", "ON_HOLD",
 # Statuses a portal payment method may map to. PENDING_PAYMENT is refused: nothing ever confirms
 # an on-account order, so it would wait for ever and block fulfilment (the seed's failure #2).
 ALLOWED_PAYMENT_STATUSES = {"TO_BE_INVOICED", "PAID", "ON_HOLD"}
-NOT_LIVE_STATUSES = {"draft", "quote", "cart", "awaiting_approval", "cancelled"}
+# Purchase types that are never real orders (contract v2 §5): quotes and carts are not orders,
+# and an order awaiting approval has not been approved by the buyer's company.
+NEVER_LIVE_TYPES = {"quote", "cart", "awaiting_approval"}
+LIVE_TYPE_CHOICES = {"order", "order_unconfirmed"}
+# Version 1 of the SparkLayer contract guessed these names; a file that still uses them is
+# refused (no silent fallback), with the new name in the message.
+RENAMED_KEYS = {"live_statuses": "live_types"}
+RENAMED_PAYMENT_METHODS = {
+    "pay_on_account": "on_account",
+    "pay_by_invoice": "invoice",
+    "card": "platform_upfront",
+}
 
 
 class InvalidMappings(ValueError):
@@ -50,7 +61,7 @@ class Mappings(BaseModel):
     stock_locations: dict[str, str]
     tax_codes: dict[str, TaxTreatment]
     payment_methods: dict[str, ErpOrderStatus]
-    live_statuses: list[str] = ["processing", "confirmed"]
+    live_types: list[str] = ["order"]
     price_tolerance: float = Field(0.01, ge=0)
     unmapped_customer_policy: Literal["queue", "auto_create"] = "queue"
     auto_create_defaults: AutoCreateDefaults | None = None
@@ -58,6 +69,15 @@ class Mappings(BaseModel):
     @field_validator("payment_methods")
     @classmethod
     def _never_pending_payment(cls, value: dict[str, str]) -> dict[str, str]:
+        old = [method for method in value if method in RENAMED_PAYMENT_METHODS]
+        if old:
+            renamed = ", ".join(f"{m} -> {RENAMED_PAYMENT_METHODS[m]}" for m in old)
+            raise ValueError(
+                f"uses the old SparkLayer payment method names; rename {renamed} "
+                "(SparkLayer API v2: on_account, invoice, platform_upfront)"
+            )
+        if "" in value:
+            raise ValueError("an empty payment method cannot be mapped; it is always an exception")
         for method, status in value.items():
             if status not in ALLOWED_PAYMENT_STATUSES:
                 raise ValueError(
@@ -66,14 +86,20 @@ class Mappings(BaseModel):
                 )
         return value
 
-    @field_validator("live_statuses")
+    @field_validator("live_types")
     @classmethod
-    def _drafts_are_never_live(cls, value: list[str]) -> list[str]:
-        wrong = sorted(set(value) & NOT_LIVE_STATUSES)
-        if wrong:
-            raise ValueError(f"{wrong} are not real orders and can never be live statuses")
+    def _only_real_orders_are_live(cls, value: list[str]) -> list[str]:
+        never = sorted(set(value) & NEVER_LIVE_TYPES)
+        if never:
+            raise ValueError(f"{never} are not real orders and can never be live types")
+        unknown = sorted(set(value) - LIVE_TYPE_CHOICES)
+        if unknown:
+            raise ValueError(
+                f"{unknown} are not SparkLayer purchase types that can be live "
+                f"(choose from {sorted(LIVE_TYPE_CHOICES)})"
+            )
         if not value:
-            raise ValueError("at least one live status is needed, e.g. [processing, confirmed]")
+            raise ValueError("at least one live type is needed, e.g. [order]")
         return value
 
     def model_post_init(self, __context: object) -> None:
@@ -92,6 +118,13 @@ def load_mappings(path: Path | str | None = None) -> Mappings:
         raise InvalidMappings(f"mapping file {source} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise InvalidMappings(f"mapping file {source} must be a YAML mapping of keys to values")
+    old_keys = [key for key in RENAMED_KEYS if key in raw]
+    if old_keys:
+        renamed = ", ".join(f"{key} -> {RENAMED_KEYS[key]}" for key in old_keys)
+        raise InvalidMappings(
+            f"mapping file {source} uses keys of the old SparkLayer contract; rename {renamed} "
+            "(live_types takes purchase types, e.g. [order])"
+        )
     try:
         return Mappings.model_validate(raw)
     except ValidationError as exc:

@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS order_tracking (
     portal_order_id VARCHAR PRIMARY KEY,
     visible_id VARCHAR,
     account_code VARCHAR,
-    status VARCHAR,
+    purchase_type VARCHAR,      -- order, order_unconfirmed, awaiting_approval, quote, cart
+    cancelled BOOLEAN DEFAULT FALSE,
     portal_updated_at TIMESTAMPTZ,
     outcome VARCHAR,            -- filtered | posted | exception | ignored (by a person)
     erp_order_no VARCHAR,
@@ -70,6 +71,11 @@ CREATE TABLE IF NOT EXISTS inventory_history (
     changed_at TIMESTAMPTZ,
     run_id VARCHAR
 );
+"""
+# Files written before SparkLayer contract v2 tracked a purchase ``status``; v2 has a ``type``.
+MIGRATIONS = """
+ALTER TABLE order_tracking ADD COLUMN IF NOT EXISTS purchase_type VARCHAR;
+ALTER TABLE order_tracking ADD COLUMN IF NOT EXISTS cancelled BOOLEAN DEFAULT FALSE;
 """
 
 ORDER_CURSOR = "portal_purchases"
@@ -109,7 +115,7 @@ class SyncState:
 
     def ensure_schema(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._execute(SCHEMA)
+        self._execute(SCHEMA, MIGRATIONS)
 
     # Orders ------------------------------------------------------------------------------
     def order_cursor(self) -> OrderCursor:
@@ -144,20 +150,23 @@ class SyncState:
         )
 
     def track_orders(self, rows: pd.DataFrame, run_id: str) -> None:
-        """Upsert tracking rows: portal_order_id, visible_id, account_code, status,
-        portal_updated_at, outcome, erp_order_no, reason_code."""
+        """Upsert tracking rows: portal_order_id, visible_id, account_code, purchase_type,
+        cancelled, portal_updated_at, outcome, erp_order_no, reason_code."""
         if rows.empty:
             return
         self._execute(
             """
-            INSERT INTO order_tracking
-            SELECT portal_order_id, visible_id, account_code, status, portal_updated_at,
-                   outcome, erp_order_no, reason_code, FALSE, now, now, run_id
+            INSERT INTO order_tracking (portal_order_id, visible_id, account_code, purchase_type,
+                cancelled, portal_updated_at, outcome, erp_order_no, reason_code,
+                internal_written, first_seen_at, last_seen_at, last_run_id)
+            SELECT portal_order_id, visible_id, account_code, purchase_type, cancelled,
+                   portal_updated_at, outcome, erp_order_no, reason_code, FALSE, now, now, run_id
             FROM incoming
             ON CONFLICT (portal_order_id) DO UPDATE SET
                 visible_id = excluded.visible_id,
                 account_code = excluded.account_code,
-                status = excluded.status,
+                purchase_type = excluded.purchase_type,
+                cancelled = excluded.cancelled,
                 portal_updated_at = excluded.portal_updated_at,
                 outcome = excluded.outcome,
                 erp_order_no = coalesce(excluded.erp_order_no, order_tracking.erp_order_no),

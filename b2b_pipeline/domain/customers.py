@@ -42,7 +42,8 @@ OWNED_FIELDS = [
     "payment_on_account",
 ]
 # Inside payment_on_account, the ERP owns the terms; balance and balance_date are the portal's.
-OWNED_CREDIT_FIELDS = ["credit_limit", "currency", "net_terms"]
+# (contract v2 §2: the currency key is ``currency_code``, as everywhere else in the API.)
+OWNED_CREDIT_FIELDS = ["credit_limit", "currency_code", "net_terms"]
 
 # ERP statuses of payment methods that give credit: a held account must not use them.
 _CREDIT_ORDER_STATUSES = {"TO_BE_INVOICED"}
@@ -155,7 +156,7 @@ def desired_portal_customers(
                 # limit only).
                 else {
                     "credit_limit": None if np.isnan(limit) else float(limit),
-                    "currency": currency,
+                    "currency_code": currency,
                     "net_terms": int(terms),
                 }
                 for terms, limit, currency in zip(
@@ -314,7 +315,7 @@ def _comparable(records: pd.DataFrame) -> pd.DataFrame:
             **{
                 f"payment_on_account.{key}": (
                     _number(_credit(records["payment_on_account"], key))
-                    if key != "currency"
+                    if key != "currency_code"
                     else _text(_credit(records["payment_on_account"], key))
                 )
                 for key in OWNED_CREDIT_FIELDS

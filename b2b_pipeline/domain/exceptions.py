@@ -135,6 +135,20 @@ REASONS: dict[str, Reason] = {
             "ecommerce",
             "The order arrived incomplete or unreadable; correct it in the portal and retry.",
         ),
+        Reason(
+            "TOTALS_DO_NOT_ADD_UP",
+            Category.DATA,
+            "ecommerce",
+            "The order's lines do not add up to its checkout total; correct the order in the "
+            "portal (or ask SparkLayer support), then retry.",
+        ),
+        Reason(
+            "WRITE_BACK_REFUSED",
+            Category.DATA,
+            "ecommerce",
+            "The order is in the ERP, but the portal refused to record the ERP order number on "
+            "it (reason in the message); correct the portal order, then retry.",
+        ),
         # Master data
         Reason(
             "INVALID_ERP_RECORD",
@@ -161,6 +175,23 @@ REASONS: dict[str, Reason] = {
             "ecommerce",
             "A price list did not update for a customer; the next sync retries. If it "
             "persists, check the list in the portal.",
+        ),
+        Reason(
+            "PORTAL_PRICE_DIFFERS",
+            Category.PRICING,
+            "finance",
+            "The price probe found the portal would charge this account a different price "
+            "from the ERP's; run the price sync with full_comparison (or wait for the nightly "
+            "one) to restore the ERP's prices, or correct the ERP if the portal is right. It "
+            "resolves itself when a later probe finds them equal.",
+        ),
+        Reason(
+            "PORTAL_LIMIT_EXCEEDED",
+            Category.DATA,
+            "ecommerce",
+            "A sync would take the portal past one of SparkLayer's hard data limits (named in "
+            "the message), so nothing new of that kind was sent; reduce the data or ask "
+            "SparkLayer to raise the limit. It resolves itself once back within the limit.",
         ),
         # Transport
         Reason(

@@ -79,33 +79,40 @@ def _listed(items: list[str]) -> str:
     return f"{shown} and {more} more" if more > 0 else shown
 
 
-# --- rule 1: live statuses --------------------------------------------------------------------
+# --- rule 1: live purchase types --------------------------------------------------------------
+
+# Why a purchase of each type is not (yet) an order, in a reader's words.
+NOT_LIVE_REASONS = {
+    "order": "an order of a type the mapping file does not treat as live",
+    "order_unconfirmed": "completed in the portal but not yet confirmed",
+    "awaiting_approval": "waiting for approval by another member of the buyer's company",
+    "quote": "a quote, not an order (it is posted once the buyer confirms it)",
+    "cart": "a cart, not an order",
+}
+CANCELLED = "cancelled"
 
 
-def live_orders(orders: pd.DataFrame, live_statuses: list[str]) -> pd.Series:
-    """True for a real, live order: a live status and (when given) type ``order``.
+def live_orders(orders: pd.DataFrame, live_types: list[str]) -> pd.Series:
+    """True for a real, live order: a live purchase type, and not cancelled in the portal.
 
-    Drafts, quotes, carts, awaiting-approval and cancelled purchases are not orders yet; they are
-    recorded as filtered (not exceptions) and picked up when their status becomes live.
+    Unconfirmed orders, orders awaiting approval, quotes and carts are not orders yet; they are
+    recorded as filtered (not exceptions) and posted once, when their type becomes live.
     """
-    is_order = orders["type"].isna() | (orders["type"] == "order")
-    return orders["status"].isin(live_statuses) & is_order
+    return orders["type"].isin(live_types) & (orders["fulfilment_status"] != CANCELLED)
 
 
-def filtered_frame(orders: pd.DataFrame, live_statuses: list[str]) -> pd.DataFrame:
-    """portal_order_id, status, reason for the purchases that are not live orders."""
-    live = ", ".join(live_statuses)
-    not_order = orders["type"].notna() & (orders["type"] != "order")
-    reason = np.where(
-        not_order,
-        "a " + orders["type"].astype(str) + ", not an order",
-        "status " + orders["status"].astype(str) + " is not a live status (" + live + ")",
+def filtered_frame(orders: pd.DataFrame, live_types: list[str]) -> pd.DataFrame:
+    """portal_order_id, type, reason for the purchases that are not live orders."""
+    live = ", ".join(live_types)
+    reason = orders["type"].map(NOT_LIVE_REASONS).fillna(
+        "type " + orders["type"].astype(str) + " is not a live type (" + live + ")"
     )
+    reason = reason.where(orders["fulfilment_status"] != CANCELLED, "cancelled in the portal")
     return pd.DataFrame(
         {
             "portal_order_id": orders["portal_order_id"].to_numpy(),
-            "status": orders["status"].to_numpy(),
-            "reason": reason,
+            "type": orders["type"].to_numpy(),
+            "reason": reason.to_numpy(),
         }
     )
 
@@ -380,12 +387,14 @@ def check_currency(orders: pd.DataFrame) -> pd.DataFrame:
 def check_payment_method(orders: pd.DataFrame, mappings: Mappings) -> pd.DataFrame:
     """The payment method must map to an ERP status: else ``UNMAPPED_PAYMENT_METHOD``.
 
-    A method mapped to ``PAID`` (card) whose payment is not ``paid`` is stopped too: posting it
-    PAID would release unpaid goods, and guessing another status is what the contract forbids.
+    No payment method at all (the portal may send ``""``) is unmapped too, never a default. A
+    method mapped to ``PAID`` whose order is not paid (paid at checkout, or by transactions that
+    cover the total) is stopped: posting it PAID would release unpaid goods, and guessing another
+    status is what the contract forbids.
     """
     status = orders["payment_method"].map(mappings.payment_methods)
     unmapped = status.isna()
-    unpaid = (status == "PAID") & (orders["payment_status"] != "paid")
+    unpaid = (status == "PAID") & ~orders["paid"].eq(True)
     who = order_label(orders) + " for " + orders["account_code"].astype(str)
     method = orders["payment_method"].fillna("(none)").astype(str)
     return pd.concat(
@@ -405,10 +414,8 @@ def check_payment_method(orders: pd.DataFrame, mappings: Mappings) -> pd.DataFra
                 who[unpaid]
                 + " was paid by '"
                 + method[unpaid]
-                + "' but its payment is '"
-                + orders.loc[unpaid, "payment_status"].fillna("unknown").astype(str)
-                + "', so it cannot be posted as PAID. Check the payment in the portal, then "
-                "retry.",
+                + "' but no payment covering its total is recorded in the portal, so it cannot "
+                "be posted as PAID. Check the payment in the portal, then retry.",
             ),
         ]
     )

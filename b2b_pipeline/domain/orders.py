@@ -1,7 +1,7 @@
 """Portal orders -> ERP sales orders: the order rules of DESIGN.md, applied in order.
 
-1. **Status**: only live purchases (``mappings.live_statuses``, type ``order``) go on; the rest are
-   ``filtered`` (not exceptions) and picked up when they become live.
+1. **Type**: only live purchases (``mappings.live_types``, default ``order``, not cancelled) go
+   on; the rest are ``filtered`` (not exceptions) and posted once, when they become live.
 2. **Account mapping**: the order's ERP account is an approved override, else the portal's
    ``accounting_id``; none is ``UNMAPPED_ACCOUNT`` (or, under ``auto_create``, a new account),
    one the ERP does not know is ``UNKNOWN_ACCOUNT``.
@@ -17,13 +17,14 @@
 order, because its answer could change once the first problem is fixed (a mapped account brings
 its own price list, tax code and currency); the retry replays every rule.
 
-An order the ERP already has (``posted_refs``) is ``already_posted`` whatever its portal status:
+An order the ERP already has (``posted_refs``) is ``already_posted`` whatever its portal type:
 the ERP is the record, and a later cancellation is a reconciliation difference, not a reason to
 post or filter it again. Within tolerance the ERP's line prices are posted: the ERP is the system
 of record.
 
 Everything here is pure and vectorised over the batch; the per-rule functions live in
-``domain/order_rules.py`` and the JSON flattening in ``domain/purchases.py``.
+``domain/order_rules.py`` and reading the purchases in ``domain/purchases.py`` (the document
+itself is the SparkLayer connector's, ``connectors/sparklayer/purchases.py``).
 """
 
 from __future__ import annotations
@@ -91,9 +92,9 @@ class OrderDecisions:
 
     - ``to_post`` / ``to_post_lines``: ERP sales orders and lines (``SalesOrders`` /
       ``SalesOrderLines``, the shape ``ErpGateway.post_sales_orders`` takes);
-    - ``filtered``: ``portal_order_id``, ``status``, ``reason`` (not live; not exceptions);
+    - ``filtered``: ``portal_order_id``, ``type``, ``reason`` (not live; not exceptions);
     - ``exceptions``: exception rows (``exception_frame`` shape, entity ``order``);
-    - ``already_posted``: ``portal_order_id``, ``visible_id``, ``status`` (in the ERP already);
+    - ``already_posted``: ``portal_order_id``, ``visible_id``, ``type`` (in the ERP already);
     - ``accounts_to_create``: ERP customer records (``auto_create`` policy), to create before
       posting.
     """
@@ -253,9 +254,9 @@ def decide_orders(
     approved = _overrides(overrides, orders)
 
     posted = orders["portal_order_id"].isin(posted_refs)
-    live = live_orders(orders, mappings.live_statuses)
-    already_posted = orders.loc[posted, ["portal_order_id", "visible_id", "status"]]
-    filtered = filtered_frame(orders[~posted & ~live], mappings.live_statuses)
+    live = live_orders(orders, mappings.live_types)
+    already_posted = orders.loc[posted, ["portal_order_id", "visible_id", "type"]]
+    filtered = filtered_frame(orders[~posted & ~live], mappings.live_types)
 
     # Rule 2: account mapping.
     pending = orders[~posted & live]

@@ -199,6 +199,124 @@ def lists_to_create(desired: pd.DataFrame, portal_lists: pd.DataFrame) -> pd.Dat
     return desired[~desired["slug"].isin(existing)].reset_index(drop=True)
 
 
+# --- what the portal must hold: the ERP's answer under the portal's rule -------------------
+
+
+# The portal prices a buyer from the FIRST of their lists that prices the SKU, at that list's
+# largest break reached (contract §3); the ERP takes the lowest break reached over the account's
+# list and its parent (domain/pricing.py). So a customer-specific list is pushed as its effective
+# breaks: for each SKU it prices, every break quantity of either list, priced at the ERP's answer
+# there, which is the running minimum, by quantity, over both lists' breaks. These CTEs turn the
+# ERP's breaks (``raw_items``) and the lists with a parent (``children``: code, parent_code) into
+# ``erp_items``, what the portal must hold: one hash join (child SKUs to their parent's breaks),
+# one GROUP BY and one window, over the customer-specific rows only (group lists pass through
+# unchanged). Inlined into the change query, so the million rows never leave DuckDB; the
+# customer-specific part is materialised once, since the change query reads ``erp_items`` twice.
+_EFFECTIVE_CTES = """
+own AS (
+    SELECT i.price_list_code, i.sku, i.min_quantity, i.unit_price, c.parent_code
+    FROM raw_items AS i JOIN children AS c ON i.price_list_code = c.code
+),
+candidates AS (
+    SELECT price_list_code, sku, min_quantity, unit_price FROM own
+    UNION ALL
+    SELECT s.price_list_code, s.sku, p.min_quantity, p.unit_price
+    FROM (SELECT DISTINCT price_list_code, sku, parent_code FROM own) AS s
+    JOIN raw_items AS p ON p.price_list_code = s.parent_code AND p.sku = s.sku
+),
+per_quantity AS (
+    SELECT price_list_code, sku, min_quantity, min(unit_price) AS unit_price
+    FROM candidates
+    GROUP BY ALL
+),
+effective AS MATERIALIZED (
+    SELECT price_list_code, sku, min_quantity,
+           min(unit_price) OVER (
+               PARTITION BY price_list_code, sku ORDER BY min_quantity
+               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+           ) AS unit_price
+    FROM per_quantity
+),
+erp_items AS (
+    SELECT price_list_code, sku, min_quantity, unit_price
+    FROM raw_items ANTI JOIN children ON raw_items.price_list_code = children.code
+    UNION ALL
+    SELECT price_list_code, sku, min_quantity, unit_price FROM effective
+)
+"""
+
+_ERP_ITEM_COLUMNS = {
+    "price_list_code": "object",
+    "sku": "object",
+    "min_quantity": "int64",
+    "unit_price": "float64",
+}
+
+
+def _child_lists(price_lists: pd.DataFrame) -> pd.DataFrame:
+    """``code``, ``parent_code`` of every list that sits on top of another (customer-specific)."""
+    if price_lists is None or "parent_code" not in price_lists or price_lists.empty:
+        return pd.DataFrame({name: pd.Series(dtype=object) for name in ("code", "parent_code")})
+    lists = price_lists[["code", "parent_code"]].drop_duplicates("code")
+    has_parent = lists["parent_code"].notna() & (lists["parent_code"] != lists["code"])
+    return lists[has_parent].astype(object).reset_index(drop=True)
+
+
+def effective_price_list_items(
+    erp_items: pd.DataFrame, erp_price_lists: pd.DataFrame | None
+) -> pd.DataFrame:
+    """The breaks each portal list must hold so that the portal charges what the ERP charges.
+
+    ``erp_items``: the clean ERP breaks (``price_list_code``, ``sku``, ``min_quantity``,
+    ``unit_price``); ``erp_price_lists``: ``code`` and ``parent_code``.
+
+    A list with no parent (a group list) is returned as the ERP holds it. A customer-specific
+    list (one with a parent) keeps exactly the SKUs it prices in the ERP, each with the union of
+    its own and its parent's break quantities for that SKU, every one priced at the ERP rule's
+    answer at that quantity: the lowest price of any break of either list that the quantity
+    reaches. The portal, taking that list first and its largest break reached, then gives the
+    ERP's price at every quantity; a SKU the customer-specific list does not price falls through
+    to the group list on both sides. Only one level of parent is used, as the ERP's rule does.
+
+    Same columns as ``erp_items``; rows in no particular order.
+    """
+    items = _frame(erp_items, _ERP_ITEM_COLUMNS)
+    children = _child_lists(erp_price_lists)
+    is_child = items["price_list_code"].isin(children["code"]).to_numpy()
+    if not is_child.any():
+        return items.reset_index(drop=True)
+    with duckdb.connect() as connection:
+        connection.register("raw_items", items)
+        connection.register("children", children)
+        effective = connection.execute(f"WITH {_EFFECTIVE_CTES} SELECT * FROM effective").df()
+    return pd.concat([items[~is_child], effective], ignore_index=True)
+
+
+def held_back_with_children(
+    held_back: pd.DataFrame | None, erp_price_lists: pd.DataFrame | None
+) -> pd.DataFrame:
+    """``held_back`` pairs plus the same SKU on every customer-specific list over a held list.
+
+    A customer-specific list's effective breaks are computed from its parent's too: while a
+    group list's SKU is held back (its ERP rows failed validation), the child lists' copies of
+    that SKU must keep their last pushed prices as well, rather than be recomputed without the
+    group's breaks.
+    """
+    keys = ["price_list_code", "sku"]
+    if held_back is None or held_back.empty:
+        return pd.DataFrame({key: pd.Series(dtype=object) for key in keys})
+    held = held_back[keys].astype(object)
+    children = _child_lists(erp_price_lists)
+    inherited = held.merge(children, left_on="price_list_code", right_on="parent_code")
+    inherited = inherited[["code", "sku"]].rename(columns={"code": "price_list_code"})
+    return (
+        pd.concat([held, inherited], ignore_index=True)
+        .drop_duplicates()
+        .reset_index(drop=True)
+        .astype(object)
+    )
+
+
 # --- prices -------------------------------------------------------------------------------
 
 
@@ -209,8 +327,10 @@ def lists_to_create(desired: pd.DataFrame, portal_lists: pd.DataFrame) -> pd.Dat
 # scan of the portal's rows: whether the portal had the SKU at all (added vs changed) follows
 # from the counts. A SKU is new to the portal when none of its breaks matched or was
 # portal-only, and every ERP break of it is ERP-only.
+# The CTEs of the change query (``WITH`` is added by the caller, after any CTE defining
+# ``erp_items``).
 _CHANGED_SKUS_SQL = """
-WITH changed AS (
+changed AS (
     SELECT
         coalesce(erp.price_list_code, portal.price_list_slug) AS price_list_slug,
         coalesce(erp.sku, portal.sku) AS sku,
@@ -269,6 +389,7 @@ def price_changes(
     portal_items: pd.DataFrame | None,
     *,
     held_back: pd.DataFrame | None = None,
+    erp_price_lists: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per (list, SKU) whose set of breaks differs between the ERP and the portal.
 
@@ -276,33 +397,38 @@ def price_changes(
     ``unit_price``). ``portal_items``: what the portal holds (``price_list_slug``, ``sku``,
     ``quantity``, ``price``). ``held_back``: (``price_list_code``, ``sku``) pairs whose ERP rows
     failed validation; they are left as the portal has them instead of being removed.
+    ``erp_price_lists`` (``code``, ``parent_code``): when given, the portal is compared with the
+    effective lists (:func:`effective_price_list_items`: what the portal must hold so that it
+    charges what the ERP charges), computed inside the same query; ``held_back`` then extends
+    to the customer-specific lists over a held group list (:func:`held_back_with_children`).
+    This is how the sync calls it; without it the ERP's breaks are compared as they are.
 
     Returns ``price_list_slug``, ``sku``, ``change`` (``added`` | ``changed`` | ``removed``) and
     ``pricing``: the SKU's complete new breaks ``[{"quantity", "price"}]`` by quantity, ``[]``
     for a removed SKU.
     """
-    erp = _frame(
-        erp_items,
-        {
-            "price_list_code": "object",
-            "sku": "object",
-            "min_quantity": "int64",
-            "unit_price": "float64",
-        },
-    )
+    erp = _frame(erp_items, _ERP_ITEM_COLUMNS)
     portal = _frame(
         portal_items,
         {"price_list_slug": "object", "sku": "object", "quantity": "int64", "price": "float64"},
     )
+    children = _child_lists(erp_price_lists)
+    if erp_price_lists is not None:
+        held_back = held_back_with_children(held_back, erp_price_lists)
     if held_back is not None and len(held_back):
         # Left out on both sides: not sent, and not removed from the portal either.
         erp = _without(erp, "price_list_code", held_back)
         portal = _without(portal, "price_list_slug", held_back)
     with duckdb.connect() as connection:
         # Registered, not copied: DuckDB scans the pandas columns in place.
-        connection.register("erp_items", erp)
         connection.register("portal_items", portal)
-        changes = connection.execute(_CHANGED_SKUS_SQL).df()
+        if children.empty:
+            connection.register("erp_items", erp)
+            changes = connection.execute(f"WITH {_CHANGED_SKUS_SQL}").df()
+        else:
+            connection.register("raw_items", erp)
+            connection.register("children", children)
+            changes = connection.execute(f"WITH {_EFFECTIVE_CTES}, {_CHANGED_SKUS_SQL}").df()
     # DuckDB hands lists over as numpy arrays of dicts; the wire wants JSON lists.
     changes["pricing"] = [list(breaks) for breaks in changes["pricing"]]
     return changes[PRICE_CHANGE_COLUMNS]

@@ -4,8 +4,11 @@ An account's price for a SKU at a quantity is the **lowest** break price whose `
 quantity reaches, over the account's ERP price list and, when that list has a ``parent_code`` (a
 customer-specific list on top of a group list), the parent list; then minus the account's
 ``discount_percentage``, rounded to 2 decimals half-up. "Lowest" rather than "the largest break
-reached" is deliberate: it is the portal's rule (contract §3), so on a list whose breaks are not
-monotone the two systems still agree, and a customer-specific list only wins where it is cheaper.
+reached" is the ERP's rule: a customer-specific list only wins where it is cheaper. SparkLayer
+prices differently (contract v2 §3: the first of the customer's lists that prices the SKU, at its
+largest break reached), so the price sync pushes each customer-specific list as its *effective*
+breaks, this rule's answer at every break quantity (``domain/price_lists.py``), and the price
+probe (``domain/price_probe.py``) asks the portal to prove the two agree.
 
 Money is float64 here (architecture.md, "Money"): rounding is done half-up on the decimal value
 (see :func:`round_half_up`), so the results equal a ``Decimal`` computation to the cent.

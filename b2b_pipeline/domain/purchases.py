@@ -1,30 +1,32 @@
-"""Portal purchases (JSON) -> normalised orders and lines, with malformed purchases set aside.
+"""Portal purchases, read into columns by the wire module -> normalised orders and lines.
 
-A purchase that cannot be read safely (no lines, money that is not a number, an unknown currency,
-a quantity that is not a positive whole number, no id or customer, control characters or an
+The SparkLayer connector (``connectors/sparklayer/purchases.py``) owns the purchase document: it
+turns a batch of purchases into :class:`RawPurchases`, raw values in columns plus what is
+structurally wrong with each purchase. This module decides, vectorised, which purchases can be
+read safely. One that cannot (no lines, money that is not a number, an unknown currency, a
+quantity that is not a positive whole number, no id, customer or type, control characters or an
 oversized value in a PO number or a name) becomes one ``DATA`` exception (``MALFORMED_ORDER``)
-holding the purchase as received and a reason naming each bad field; the other purchases go on.
+holding the purchase as received and a reason naming each bad field; one whose line totals do
+not add up to its checkout total becomes ``TOTALS_DO_NOT_ADD_UP``. The other purchases go on.
 
-Flattening the JSON is necessarily per purchase; it only copies values into column lists. Every
-check is vectorised: values are parsed leniently into typed columns (a bad value becomes missing),
-then the Pandera models (``domain/schemas/orders.py``) are validated lazily and each failure case
-is mapped back to its purchase through the row index.
+Values are parsed leniently into typed columns (a bad value becomes missing), then the Pandera
+models (``domain/schemas/orders.py``) are validated lazily and each failure case is mapped back to
+its purchase through the row index.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections import defaultdict
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from b2b_pipeline.domain.exceptions import exception_frame, to_payload
+from b2b_pipeline.domain.exceptions import exception_frame
 from b2b_pipeline.domain.pricing import round_half_up
 from b2b_pipeline.domain.schemas.master_data import KNOWN_CURRENCIES
 from b2b_pipeline.domain.schemas.orders import MAX_TEXT_LENGTH, PortalOrderLines, PortalOrders
@@ -32,41 +34,22 @@ from b2b_pipeline.domain.schemas.orders import MAX_TEXT_LENGTH, PortalOrderLines
 ORDER_COLUMNS = list(PortalOrders.to_schema().columns)
 LINE_COLUMNS = list(PortalOrderLines.to_schema().columns)
 
+# Raw columns the wire module fills (one row per purchase / per line item).
+RAW_ORDER_COLUMNS = [
+    "position", "portal_order_id", "visible_id", "type", "fulfilment_status",
+    "customer_sparklayer_id", "currency", "payment_method", "paid", "po_number",
+    "portal_gross_raw", "placed_at_raw", "updated_at_raw", "payload",
+]  # fmt: skip
+RAW_LINE_COLUMNS = ["position", "line_no", "sku", "quantity_raw", "line_net_raw", "line_tax_raw"]
+
 # A money amount as the wire sends it: a plain decimal string ("12.50"). "12,50", "£12.50",
 # "1e3" or "" are not amounts; a sign is parsed so that a negative amount is reported as such.
 DECIMAL_AMOUNT = r"-?\d+(?:\.\d+)?"
-NOT_AN_OBJECT = "the purchase is not a JSON object"
 # Problems listed in one exception message; the payload holds the rest.
 MAX_REASONS_IN_MESSAGE = 5
-
-# Where each column comes from in the purchase JSON, for messages a reader can act on.
-ORDER_FIELD_PATHS = {
-    "portal_order_id": "id",
-    "visible_id": "purchase_identifiers.visible",
-    "status": "status",
-    "type": "type",
-    "customer_sparklayer_id": "customer_identifiers.sparklayer",
-    "accounting_id": "customer accounting_id",
-    "company_name": "customer company_name",
-    "currency": "currency",
-    "payment_method": "payment_method",
-    "payment_status": "payment_status",
-    "po_number": "po_number",
-    "tax_exempt": "tax_exempt",
-    "tax_number": "tax_number",
-    "portal_net": "line_items total_net",
-    "portal_tax": "line_items total_tax",
-    "portal_gross": "calculated_total",
-    "placed_at": "dates.placed_at",
-    "updated_at": "dates.updated_at",
-}
-LINE_FIELD_PATHS = {
-    "sku": "sku",
-    "quantity": "quantity",
-    "portal_unit_price": "unit_price",
-    "portal_line_net": "line_total.total_net",
-    "portal_line_tax": "line_total.total_tax",
-}
+# Largest gap accepted between the sum of the line totals and the checkout total (rounding of
+# each line's tax to the penny may leave up to half a penny per line; a whole penny is noise).
+TOTALS_SLACK = 0.01 + 1e-6
 
 AMOUNT = "an amount such as 12.50"
 EXPECTED = {
@@ -77,6 +60,25 @@ EXPECTED = {
     "quantity": "a positive whole number",
     "updated_at": "an ISO-8601 time",
 }
+
+
+@dataclass(frozen=True)
+class RawPurchases:
+    """A batch of purchases as the wire module read it.
+
+    ``orders`` has one row per entry of the batch (``RAW_ORDER_COLUMNS``), ``lines`` one row per
+    line item (``RAW_LINE_COLUMNS``, ``line_no`` counted from 1 across the purchase's packages),
+    ``problems`` maps a batch position to what is structurally wrong with that entry, and the
+    field maps give, per column, where the value sits in the document (for messages).
+    """
+
+    orders: pd.DataFrame
+    lines: pd.DataFrame
+    problems: dict[int, list[str]] = field(default_factory=dict)
+    order_fields: Mapping[str, str] = field(default_factory=dict)
+    line_fields: Mapping[str, str] = field(default_factory=dict)
+    # Entries that are not even an object: that one reason says it all.
+    unreadable: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -91,141 +93,6 @@ class NormalisedOrders:
     orders: pd.DataFrame
     lines: pd.DataFrame
     malformed: pd.DataFrame
-
-
-# --- flattening (per purchase) -----------------------------------------------------------------
-
-
-def _child(record: Any, key: str) -> Any:
-    """``record[key]`` when the record is an object; a wrong shape reads as missing."""
-    return record.get(key) if isinstance(record, dict) else None
-
-
-def _amount(money: Any) -> Any:
-    """The ``number`` of a money object, or the value itself when the wire sent a bare number."""
-    return money.get("number") if isinstance(money, dict) else money
-
-
-def _text(value: Any) -> str | None:
-    """Identifiers and free text as strings; numbers are accepted as their decimal form."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        return value if value.strip() else None
-    if isinstance(value, int | float):
-        return str(value)
-    return None
-
-
-class _Columns:
-    """Column lists filled while walking the purchases (one append per value, no frames yet)."""
-
-    def __init__(self, names: list[str]) -> None:
-        self.data: dict[str, list[Any]] = {name: [] for name in names}
-
-    def append(self, **values: Any) -> None:
-        for name, column in self.data.items():
-            column.append(values.get(name))
-
-    def frame(self) -> pd.DataFrame:
-        # Values stay Python objects (a column of ints with one 2.5 must not become floats, and
-        # an empty batch still has text columns); positions and line numbers are integers.
-        return pd.DataFrame(
-            {
-                name: pd.Series(
-                    values, dtype="int64" if name in ("position", "line_no") else object
-                )
-                for name, values in self.data.items()
-            }
-        )
-
-
-def _flatten(
-    purchases: list[dict],
-) -> tuple[_Columns, _Columns, dict[int, list[str]]]:
-    orders = _Columns(
-        [
-            "position",
-            "portal_order_id",
-            "visible_id",
-            "status",
-            "type",
-            "customer_sparklayer_id",
-            "currency",
-            "payment_method",
-            "payment_status",
-            "po_number",
-            "tax_exempt",
-            "tax_number",
-            "portal_gross_raw",
-            "placed_at_raw",
-            "updated_at_raw",
-            "payload",
-        ]
-    )
-    lines = _Columns(
-        [
-            "position",
-            "line_no",
-            "sku",
-            "quantity_raw",
-            "unit_price_raw",
-            "line_net_raw",
-            "line_tax_raw",
-        ]
-    )
-    structural: dict[int, list[str]] = defaultdict(list)
-    for position, purchase in enumerate(purchases):
-        if not isinstance(purchase, dict):
-            structural[position].append(NOT_AN_OBJECT)
-            orders.append(position=position, payload=to_payload(purchase))
-            continue
-        identifiers = purchase.get("purchase_identifiers")
-        dates = purchase.get("dates")
-        tax_exempt = purchase.get("tax_exempt")
-        if tax_exempt is not None and not isinstance(tax_exempt, bool):
-            structural[position].append(f"tax_exempt is {_shown(tax_exempt)}, not true or false")
-        orders.append(
-            position=position,
-            portal_order_id=_text(purchase.get("id")),
-            visible_id=_text(_child(identifiers, "visible")),
-            status=_text(purchase.get("status")),
-            type=_text(purchase.get("type")),
-            customer_sparklayer_id=_text(
-                _child(purchase.get("customer_identifiers"), "sparklayer")
-            ),
-            currency=purchase.get("currency")
-            if isinstance(purchase.get("currency"), str)
-            else None,
-            payment_method=_text(purchase.get("payment_method")),
-            payment_status=_text(purchase.get("payment_status")),
-            po_number=_text(purchase.get("po_number")),
-            tax_exempt=tax_exempt if isinstance(tax_exempt, bool) else None,
-            tax_number=_text(purchase.get("tax_number")),
-            portal_gross_raw=_amount(purchase.get("calculated_total")),
-            placed_at_raw=_child(dates, "placed_at"),
-            updated_at_raw=_child(dates, "updated_at"),
-            payload=to_payload(purchase),
-        )
-        items = purchase.get("line_items")
-        if not isinstance(items, list) or not items:
-            structural[position].append("line_items is missing or empty")
-            continue
-        for line_no, item in enumerate(items, start=1):
-            if not isinstance(item, dict):
-                structural[position].append(f"line {line_no} is not a JSON object")
-                continue
-            totals = item.get("line_total")
-            lines.append(
-                position=position,
-                line_no=line_no,
-                sku=_text(item.get("sku")),
-                quantity_raw=item.get("quantity"),
-                unit_price_raw=_amount(item.get("unit_price")),
-                line_net_raw=_amount(_child(totals, "total_net")),
-                line_tax_raw=_amount(_child(totals, "total_tax")),
-            )
-    return orders, lines, structural
 
 
 # --- parsing (vectorised) ------------------------------------------------------------------------
@@ -257,7 +124,8 @@ def _parse_timestamps(raw: pd.Series) -> pd.Series:
 
 
 def _join_customers(orders: pd.DataFrame, portal_customers: pd.DataFrame) -> pd.DataFrame:
-    """Add the portal company's accounting_id and name; fill tax_exempt from it when unset."""
+    """Add the portal company's accounting_id, name and tax treatment (the purchase document
+    carries none of them: the company is the source)."""
     customers = (
         portal_customers.reindex(columns=["id", "accounting_id", "company_name", "tax_exempt"])
         .dropna(subset=["id"])
@@ -270,12 +138,7 @@ def _join_customers(orders: pd.DataFrame, portal_customers: pd.DataFrame) -> pd.
         lambda value: value.strip() or None if isinstance(value, str) else None
     )
     orders["company_name"] = by_customer.map(customers["company_name"]).astype(object)
-    # The purchase's own flag is what the checkout applied; the customer's fills a gap.
-    own = orders["tax_exempt"].to_numpy(dtype=object)
-    fallback = by_customer.map(customers["tax_exempt"]).to_numpy(dtype=object)
-    orders["tax_exempt"] = pd.Series(np.where(pd.isna(own), fallback, own), index=orders.index).eq(
-        True
-    )
+    orders["tax_exempt"] = by_customer.map(customers["tax_exempt"]).eq(True)
     return orders
 
 
@@ -339,7 +202,10 @@ def _problem(field: str, check: str, raw: Any, expected: str | None = None) -> s
 
 
 def _order_problems(
-    failures: pd.DataFrame, raw_values: dict[str, pd.Series], positions: pd.Series
+    failures: pd.DataFrame,
+    raw_values: dict[str, pd.Series],
+    positions: pd.Series,
+    fields: Mapping[str, str],
 ) -> list[tuple[int, str]]:
     problems = []
     for index, column, check in (
@@ -348,14 +214,17 @@ def _order_problems(
         .itertuples(index=False)
     ):
         raw = raw_values[column].at[index] if column in raw_values else None
-        field = ORDER_FIELD_PATHS.get(column, column)
+        field = fields.get(column, column)
         problem = _problem(field, check, raw, EXPECTED.get(column))
         problems.append((int(positions.at[index]), problem))
     return problems
 
 
 def _line_problems(
-    failures: pd.DataFrame, raw_values: dict[str, pd.Series], lines: pd.DataFrame
+    failures: pd.DataFrame,
+    raw_values: dict[str, pd.Series],
+    lines: pd.DataFrame,
+    fields: Mapping[str, str],
 ) -> list[tuple[int, str]]:
     problems = []
     # A line's order id is the order's: a missing one is reported once, on the order.
@@ -366,7 +235,7 @@ def _line_problems(
         .itertuples(index=False)
     ):
         raw = raw_values[column].at[index] if column in raw_values else None
-        field = f"line {lines.at[index, 'line_no']} {LINE_FIELD_PATHS.get(column, column)}"
+        field = f"line {lines.at[index, 'line_no']} {fields.get(column, column)}"
         problem = _problem(field, check, raw, EXPECTED.get(column))
         problems.append((int(lines.at[index, "position"]), problem))
     return problems
@@ -403,30 +272,59 @@ def _malformed_rows(orders: pd.DataFrame, reasons: dict[int, list[str]]) -> pd.D
     return exception_frame(rows)
 
 
+def _totals_rows(orders: pd.DataFrame) -> pd.DataFrame:
+    """Orders whose line totals (net + tax) do not add up to the checkout total."""
+    gap = (orders["portal_net"] + orders["portal_tax"] - orders["portal_gross"]).abs()
+    bad = orders[gap > TOTALS_SLACK]
+    if bad.empty:
+        return exception_frame()
+    label = bad["visible_id"].fillna(bad["portal_order_id"]).astype(str)
+    lines_total = (bad["portal_net"] + bad["portal_tax"]).map("{:,.2f}".format)
+    return exception_frame(
+        pd.DataFrame(
+            {
+                "entity": "order",
+                "entity_key": bad["portal_order_id"].astype(str),
+                "account_code": bad["accounting_id"],
+                "reason_code": "TOTALS_DO_NOT_ADD_UP",
+                "message": "Portal order "
+                + label
+                + " was not sent to the ERP: its lines add up to "
+                + lines_total
+                + " "
+                + bad["currency"].astype(str)
+                + " (net plus tax) but its checkout total is "
+                + bad["portal_gross"].map("{:,.2f}".format)
+                + ". The portal record is inconsistent: ask SparkLayer support or correct the "
+                "order in the portal, then retry.",
+                "payload": bad["payload"],
+            }
+        )
+    )
+
+
 def normalise_purchases(
-    purchases: list[dict],
+    raw: RawPurchases,
     portal_customers: pd.DataFrame,
     *,
     currencies: Collection[str] | None = None,
 ) -> NormalisedOrders:
-    """Flatten portal purchases into orders and lines; set malformed purchases aside.
+    """Turn a batch read by the wire module into orders and lines; set malformed ones aside.
 
     Args:
-        purchases: purchase JSON objects as the portal serves them.
+        raw: the batch as ``connectors.sparklayer.purchases.read_purchases`` read it.
         portal_customers: portal customers (``id``, ``accounting_id``, ``company_name``,
-            ``tax_exempt``); gives each order its ERP account mapping.
+            ``tax_exempt``); gives each order its ERP account mapping and tax treatment.
         currencies: the currencies the ERP trades in (e.g. its price lists' currencies); a
             purchase in any other is malformed. Default: the project's supported set.
 
     When one purchase id appears twice in the batch, the later (newer) version is kept.
     """
     currencies = set(currencies) if currencies is not None else set(KNOWN_CURRENCIES)
-    order_cols, line_cols, reasons = _flatten(purchases)
-    # Not even a JSON object: that one reason says it all; its empty columns would add noise.
-    unreadable = {position for position, found in reasons.items() if found == [NOT_AN_OBJECT]}
-    orders = order_cols.frame().set_index("position", drop=False)
+    reasons: dict[int, list[str]] = {pos: list(found) for pos, found in raw.problems.items()}
+    orders = raw.orders.reindex(columns=RAW_ORDER_COLUMNS).set_index("position", drop=False)
     orders.index.name = None
-    lines = line_cols.frame()
+    lines = raw.lines.reindex(columns=RAW_LINE_COLUMNS).reset_index(drop=True)
 
     # Older versions of a purchase listed twice: only the newest counts.
     older = orders["portal_order_id"].notna() & orders["portal_order_id"].duplicated(keep="last")
@@ -439,10 +337,12 @@ def normalise_purchases(
     orders["portal_gross"] = _parse_amounts(orders["portal_gross_raw"])
     orders["placed_at"] = _parse_timestamps(orders["placed_at_raw"])
     orders["updated_at"] = _parse_timestamps(orders["updated_at_raw"])
+    orders["paid"] = orders["paid"].eq(True)
     lines["quantity"] = _parse_quantities(lines["quantity_raw"])
-    lines["portal_unit_price"] = _parse_amounts(lines["unit_price_raw"])
     lines["portal_line_net"] = _parse_amounts(lines["line_net_raw"])
     lines["portal_line_tax"] = _parse_amounts(lines["line_tax_raw"])
+    # No unit price on the wire: the line's net over its quantity (4 dp, as the ERP stores it).
+    lines["portal_unit_price"] = round_half_up(lines["portal_line_net"] / lines["quantity"], 4)
     lines["portal_order_id"] = lines["position"].map(orders["portal_order_id"])
     # Order net and tax are the sums of its lines (min_count: an order with no line stays NaN).
     sums = lines.groupby("position")[["portal_line_net", "portal_line_tax"]].sum(min_count=1)
@@ -451,37 +351,47 @@ def normalise_purchases(
     orders = _join_customers(orders, portal_customers)
 
     bad_placed = orders["placed_at"].isna() & orders["placed_at_raw"].notna()
-    for position, raw in orders.loc[bad_placed, "placed_at_raw"].items():
-        reasons[position].append(f"dates.placed_at {_shown(raw)} is not an ISO-8601 time")
+    placed_field = raw.order_fields.get("placed_at", "placed_at")
+    for position, value in orders.loc[bad_placed, "placed_at_raw"].items():
+        reasons.setdefault(position, []).append(
+            f"{placed_field} {_shown(value)} is not an ISO-8601 time"
+        )
 
     raw_order_values = {
         "portal_gross": orders["portal_gross_raw"],
         "updated_at": orders["updated_at_raw"],
-        **{c: orders[c] for c in ("company_name", "po_number", "tax_number", "currency")},
+        **{c: orders[c] for c in ("company_name", "po_number", "currency")},
     }
     raw_line_values = {
         "quantity": lines["quantity_raw"],
-        "portal_unit_price": lines["unit_price_raw"],
+        "portal_unit_price": lines["line_net_raw"],
         "portal_line_net": lines["line_net_raw"],
         "portal_line_tax": lines["line_tax_raw"],
         "sku": lines["sku"],
     }
     order_failures = _failures(_order_schema(currencies), orders[ORDER_COLUMNS])
     line_failures = _failures(PortalOrderLines.to_schema(), lines[LINE_COLUMNS])
+    # The unit price is derived from the net: a bad net is reported once, as the net.
+    line_failures = line_failures[line_failures["column"] != "portal_unit_price"]
     for position, problem in [
-        *_order_problems(order_failures, raw_order_values, orders["position"]),
-        *_line_problems(line_failures, raw_line_values, lines),
+        *_order_problems(order_failures, raw_order_values, orders["position"], raw.order_fields),
+        *_line_problems(line_failures, raw_line_values, lines, raw.line_fields),
     ]:
-        if position not in unreadable:
-            reasons[position].append(problem)
+        if position not in raw.unreadable:
+            reasons.setdefault(position, []).append(problem)
 
     malformed = _malformed_rows(orders, reasons)
     bad_positions = list(reasons)
+    readable = orders[~orders["position"].isin(bad_positions)]
+    totals = _totals_rows(readable)
+    bad_positions += readable.loc[
+        readable["portal_order_id"].astype(str).isin(totals["entity_key"]), "position"
+    ].tolist()
     clean_orders = orders[~orders["position"].isin(bad_positions)][ORDER_COLUMNS]
     clean_lines = lines[~lines["position"].isin(bad_positions)][LINE_COLUMNS]
     clean_lines = clean_lines.astype({"quantity": "int64", "line_no": "int64"})
     return NormalisedOrders(
         orders=clean_orders.reset_index(drop=True),
         lines=clean_lines.reset_index(drop=True),
-        malformed=malformed,
+        malformed=pd.concat([malformed, totals], ignore_index=True),
     )

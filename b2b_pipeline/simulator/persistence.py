@@ -28,7 +28,9 @@ from b2b_pipeline.simulator.state import PortalState
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+# 2: contract v2 purchases (no top-level id) and their transactions; a version 1 file is set
+# aside rather than served in the old shapes.
+FORMAT_VERSION = 2
 MIN_SAVE_INTERVAL_SECONDS = 5.0
 # A save may take at most about this share of wall time when the state is large and busy.
 MAX_SAVE_SHARE = 0.1

@@ -1,18 +1,22 @@
-"""The portal's own price rule (contract §3), as SparkLayer would apply it to a buyer's order.
+"""The portal's own price rule (contract §3), as SparkLayer would apply it to a buyer.
 
 Deliberately written here and not imported from ``b2b_pipeline.domain.pricing``: the simulator
-plays an independent system, so a drift between the pipeline's rule and the portal's must be
-able to show up as a pricing exception rather than be hidden by shared code.
+plays an independent system, and the two rules differ on purpose (the ERP takes the lowest price
+over an account's lists; the portal takes the first list that prices the SKU), so a sync that
+does not bridge them must show up as a pricing exception rather than be hidden by shared code.
 
-Rule: unit price = lowest break price with ``quantity <= ordered`` over the customer's lists,
-times ``(1 - discount_percentage / 100)``, rounded to 2 dp half-up; line net = unit × quantity;
-line tax = round(net × rate / 100, 2), rate 0 for a tax-exempt customer; totals are sums of lines.
-Money is computed in ``Decimal`` so that half-up rounding is exact.
+Rule [assumed, contract §3], in :func:`buyer_price` and nowhere else: walk the customer's
+``price_lists`` in their order; the first list with a break whose ``quantity <=`` the ordered
+quantity prices the SKU (a list whose breaks all start above the ordered quantity does not
+price it at that quantity, so the walk goes on [assumed]); in that list take the break with the
+largest such quantity; unit = that price × ``(1 - discount_percentage / 100)``, 2 dp half-up.
+Then line net = unit × quantity; line tax = round(net × rate / 100, 2), rate 0 for a
+tax-exempt customer. Money is ``Decimal`` so half-up rounding is exact.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -21,6 +25,8 @@ HUNDRED = Decimal(100)
 
 # A price list's entry for one SKU: (minimum quantity, price) breaks, sorted by quantity.
 Breaks = Sequence[tuple[int, float]]
+# A customer's lists in their order: (slug, sku -> breaks).
+CustomerLists = Sequence[tuple[str, Mapping[str, Breaks]]]
 
 
 def to_money(value: Decimal) -> Decimal:
@@ -32,14 +38,28 @@ def as_decimal(value: float | int | str) -> Decimal:
     return Decimal(str(value))
 
 
-def lowest_break_price(breaks_per_list: Iterable[Breaks], quantity: int) -> Decimal | None:
-    """The lowest break price whose minimum quantity the order reaches, over all lists."""
-    best: float | None = None
-    for breaks in breaks_per_list:
-        for min_quantity, price in breaks:
-            if min_quantity <= quantity and (best is None or price < best):
-                best = price
-    return None if best is None else as_decimal(best)
+@dataclass(frozen=True)
+class BuyerPrice:
+    slug: str  # the list that priced the SKU
+    list_price: Decimal  # the break price, before the customer's discount
+    unit_price: Decimal  # net, after discount, 2 dp
+
+
+def buyer_price(
+    lists: CustomerLists, sku: str, quantity: int, discount_percentage: float
+) -> BuyerPrice | None:
+    """The unit price the portal charges this customer, or None when no list prices the SKU."""
+    for slug, prices in lists:
+        best: float | None = None
+        for min_quantity, price in prices.get(sku, ()):
+            if min_quantity > quantity:
+                break  # breaks are sorted by quantity
+            best = price
+        if best is not None:
+            list_price = as_decimal(best)
+            discount = as_decimal(discount_percentage)
+            return BuyerPrice(slug, list_price, to_money(list_price * (1 - discount / HUNDRED)))
+    return None
 
 
 @dataclass(frozen=True)
@@ -58,23 +78,15 @@ class PricedLine:
 
 
 def price_line(
-    sku: str,
-    quantity: int,
-    list_price: Decimal,
-    discount_percentage: float,
-    tax_rate: Decimal,
-    *,
-    apply_discount: bool = True,
+    sku: str, quantity: int, list_price: Decimal, unit_price: Decimal, tax_rate: Decimal
 ) -> PricedLine:
-    """One order line by the portal rule; ``apply_discount=False`` for a buyer-given price."""
-    discount = as_decimal(discount_percentage) if apply_discount else Decimal(0)
-    unit = to_money(list_price * (1 - discount / HUNDRED))
-    net = to_money(unit * quantity)
+    """One order line's totals from its list price and the unit price charged."""
+    net = to_money(unit_price * quantity)
     list_value = to_money(list_price * quantity)
     return PricedLine(
         sku=sku,
         quantity=quantity,
-        unit_price=unit,
+        unit_price=unit_price,
         net=net,
         discount=max(list_value - net, Decimal(0)),
         tax=to_money(net * tax_rate / HUNDRED),

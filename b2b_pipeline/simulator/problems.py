@@ -87,9 +87,11 @@ def not_found(kind: str, identifier: str, prop: str = "identifier") -> ApiError:
     return ApiError(404, message, [problem_item(RESOURCE_ID_NOT_FOUND, message, prop)])
 
 
-def already_exists(kind: str, key: str, prop: str) -> ApiError:
+def already_exists(kind: str, key: str, prop: str, *, status: int = 409) -> ApiError:
+    """A duplicate create: 409 for customers and stock locations, but 400 for customer groups
+    and price lists, as SparkLayer documents them (contract §1)."""
     message = f"A {kind} with {prop} {key!r} already exists."
-    return ApiError(409, message, [problem_item(RESOURCE_ALREADY_EXISTS, message, prop)])
+    return ApiError(status, message, [problem_item(RESOURCE_ALREADY_EXISTS, message, prop)])
 
 
 def concurrent_update(resource: str) -> ApiError:

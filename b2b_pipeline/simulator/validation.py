@@ -36,8 +36,12 @@ class FieldErrors:
         lines = {item["line"] for item in self.items if "line" in item}
         if lines:
             detail = f"{len(lines)} row(s) of the {what} are invalid; nothing was applied."
-        else:
+        elif len(self.items) == 1:
             detail = f"The {what} is invalid: {self.items[0]['message']}"
+        else:
+            messages = " ".join(item["message"] for item in self.items[:5])
+            more = f" (and {len(self.items) - 5} more)" if len(self.items) > 5 else ""
+            detail = f"The {what} has {len(self.items)} problems: {messages}{more}"
         raise invalid(detail, self.items)
 
 

@@ -1,10 +1,5 @@
-"""The SparkLayer connector: the API client, its typed errors, and its wire assumptions."""
+"""The SparkLayer connector: the API client (client.py), its typed errors (errors.py), the
+purchase document (purchases.py) and the wire vocabulary with its [assumed] shapes (wire.py).
 
-from b2b_pipeline.connectors.sparklayer.client import (
-    BatchResult,
-    ClientStats,
-    RejectedRow,
-    SparkLayerClient,
-)
-
-__all__ = ["BatchResult", "ClientStats", "RejectedRow", "SparkLayerClient"]
+Nothing is imported here: the command line imports the errors without paying for the client.
+"""

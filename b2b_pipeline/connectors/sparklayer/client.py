@@ -1,27 +1,33 @@
 """The SparkLayer API client: every call the pipeline makes to the portal goes through here.
 
-``SparkLayerClient`` speaks the endpoints of contracts/sparklayer-api.md §2-6 in the pipeline's
-terms (customers, price lists, stock, purchases, the sync log) and hides the rest:
+``SparkLayerClient`` speaks the endpoints of contracts/sparklayer-api.md (version 2) §2-6 in the
+pipeline's terms (customers, price lists, stock, purchases, the sync log) and hides the rest:
 
-- **Paging**: the three styles of the API, as iterators that fetch a page only when the caller
-  has consumed the previous one.
+- **Paging**: numbered pages in an envelope (customers, price lists), and the newest-first
+  offset pages of purchases, read so that a list changing while it is read loses nothing
+  (``iter_purchases``); each as an iterator that fetches a page only when the caller has
+  consumed the previous one. Pricing, groups, locations and transactions are one call each.
 - **Batch writes**: split at the API maximum; rows the portal refuses by line are removed, the
   rest of that batch resent once, and the refused rows returned with their reasons.
 - **Idempotent setup**: creating a group, price list or stock location that already exists
-  answers None instead of failing.
+  (a 400 or a 409 saying so) is checked by reading it back and answers None, never retried.
 - **Transport** (``transport.py``): token, pacing, retries and typed errors (``errors.py``).
 
-The wire shapes it assumes (paths, page sizes, batch maxima, field names) live in ``wire.py``.
+The wire shapes it assumes (paths, parameters, page sizes, batch maxima, field names) live in
+``wire.py``; the purchase document is read and written by ``purchases.py``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import pandas as pd
 from pyrate_limiter import Limiter
 
 from b2b_pipeline.connectors.sparklayer import wire
@@ -30,11 +36,23 @@ from b2b_pipeline.connectors.sparklayer.errors import (
     InvalidRequestError,
     NotFoundError,
     Problem,
+    SparkLayerError,
+)
+from b2b_pipeline.connectors.sparklayer.purchases import (
+    CALCULATED_PREFIX,
+    customer_id,
+    internal_id,
+    purchase_id,
+    purchase_type,
+    purchase_updated_at,
+    write_back_body,
 )
 from b2b_pipeline.connectors.sparklayer.transport import (
     ANYTHING,
     ARRAY,
     LIST,
+    LIST_OR_EMPTY,
+    OBJECT,
     PAGE,
     ClientStats,
     Transport,
@@ -45,6 +63,14 @@ logger = logging.getLogger(__name__)
 
 # set_internal_identifier re-reads and retries a conflicting PUT at most this many times.
 CONFLICT_REREADS = 3
+# Consecutive purchase pages overlap by one entry in this many (at least one entry): deletions
+# above the reader of fewer entries than the overlap need no step back.
+PURCHASE_PAGE_OVERLAP_SHARE = 20
+# A purchase walk gives up (an error; the next run reads again) after this many step-backs.
+PURCHASE_STEP_BACKS_MAX = 50
+# After a walk of several pages, the head of the list is re-read for purchases that arrived or
+# moved there meanwhile, at most this many times; later arrivals belong to the next poll.
+PURCHASE_HEAD_REREADS_MAX = 3
 
 
 @dataclass(frozen=True)
@@ -148,15 +174,18 @@ class SparkLayerClient:
         return self._iter_enveloped_pages(wire.CUSTOMERS_PATH, page_size)
 
     def get_customer(self, identifier: str, lookup_by: str = "platform") -> dict | None:
+        """A customer by ``platform`` (external_id), ``sparklayer`` (id) or ``email``; None when
+        the portal has none."""
         _check_lookup(lookup_by, wire.CUSTOMER_LOOKUPS)
         return self._get_or_none(
             wire.CUSTOMER_PATH, {"lookup_by": lookup_by, "identifier": identifier}
         )
 
     def put_customer(self, customer: Mapping[str, Any], lookup_by: str = "platform") -> dict:
-        """Create or fully replace a customer, addressed by its ``external_id`` or ``id``."""
+        """Create or fully replace a customer, addressed by its ``external_id``, ``id`` or
+        ``email``. Fields left out are cleared by the portal [doc]: send the whole customer."""
         _check_lookup(lookup_by, wire.CUSTOMER_LOOKUPS)
-        key = wire.CUSTOMER_EXTERNAL_ID_FIELD if lookup_by == "platform" else wire.CUSTOMER_ID_FIELD
+        key = wire.CUSTOMER_LOOKUP_FIELDS[lookup_by]
         identifier = customer.get(key)
         if not identifier:
             raise ValueError(f"a customer put by {lookup_by} needs its {key!r}")
@@ -174,8 +203,20 @@ class SparkLayerClient:
         )
 
     def create_customer_group(self, group: Mapping[str, Any]) -> dict | None:
-        """Create a group; None when a group with that slug already exists."""
-        return self._create(wire.CUSTOMER_GROUPS_PATH, dict(group))
+        """Create a group; None when a group with that slug already exists.
+
+        The portal answers a duplicate slug with a 400 [doc]; the group list is read back to
+        confirm it is there before the 400 is taken as "nothing to do".
+        """
+        slug = group.get(wire.CUSTOMER_GROUP_SLUG_FIELD)
+        return self._create(
+            wire.CUSTOMER_GROUPS_PATH,
+            dict(group),
+            exists=lambda: any(
+                isinstance(g, Mapping) and g.get(wire.CUSTOMER_GROUP_SLUG_FIELD) == slug
+                for g in self.list_customer_groups()
+            ),
+        )
 
     # ---------------------------------------------------------------- price lists (§3)
 
@@ -184,25 +225,68 @@ class SparkLayerClient:
         return self._iter_enveloped_pages(wire.PRICE_LISTS_PAGED_PATH, page_size)
 
     def create_price_list(self, slug: str, name: str, currency_code: str) -> dict | None:
-        """Create a price list; None when a list with that slug already exists."""
+        """Create a price list; None when a list with that slug already exists.
+
+        A duplicate slug is a 400 [doc]; the price lists are read back (page by page, stopping
+        at the slug) to confirm it is there before the 400 is taken as "nothing to do".
+        """
         return self._create(
-            wire.PRICE_LISTS_CREATE_PATH, wire.price_list_request(slug, name, currency_code)
+            wire.PRICE_LISTS_CREATE_PATH,
+            wire.price_list_request(slug, name, currency_code),
+            exists=lambda: any(
+                isinstance(p, Mapping) and p.get(wire.PRICE_LIST_SLUG_FIELD) == slug
+                for p in self.iter_price_lists()
+            ),
         )
 
-    def iter_pricing(
-        self, slug: str, page_size: int = wire.PRICING_PAGE_SIZE_MAX
-    ) -> Iterator[dict]:
-        """Every SKU of a price list with its breaks: ``{"sku", "pricing": [...]}``."""
-        _check_page_size(page_size, wire.PRICING_PAGE_SIZE_MAX)
-        return self._iter_array_pages(wire.PRICING_PATH, {"slug": slug}, page_size)
+    def iter_pricing(self, slug: str) -> Iterator[dict]:
+        """Every SKU of a price list with its breaks: ``{"sku", "pricing": [...]}``.
+
+        One call: the endpoint is not paged, and answers 204 with no body for an empty list
+        [doc]. An unknown list raises NotFoundError (when the iterator is first read).
+        """
+        body = self._transport.call("GET", wire.PRICING_PATH, {"slug": slug}, shape=LIST_OR_EMPTY)
+        yield from wire.list_records(body) or []
 
     def patch_pricing(self, slug: str, items: Iterable[Mapping[str, Any]]) -> BatchResult:
-        """Replace the breaks of the SKUs sent, in one list; ``"pricing": []`` removes a SKU."""
-        return self._write_batches("PATCH", wire.PRICING_PATH, {"slug": slug}, items)
+        """Replace the breaks of the SKUs sent, in one list; ``"pricing": []`` removes a SKU
+        (sent as the one blank break the portal takes for "no prices" [doc])."""
+        return self._write_batches(
+            "PATCH", wire.PRICING_PATH, {"slug": slug}, items, encode=wire.pricing_item
+        )
 
     def batch_update_pricing(self, items: Iterable[Mapping[str, Any]]) -> BatchResult:
         """Like ``patch_pricing`` across lists: each item carries its ``price_list_slug``."""
-        return self._write_batches("PATCH", wire.BATCH_UPDATE_PRICING_PATH, None, items)
+        return self._write_batches(
+            "PATCH", wire.BATCH_UPDATE_PRICING_PATH, None, items, encode=wire.pricing_item
+        )
+
+    def fetch_customer_pricing(
+        self,
+        customer_id: str,
+        line_items: Iterable[Mapping[str, Any]],
+        lookup_by: str = "sparklayer",
+    ) -> list[dict]:
+        """What the portal would charge one customer: ``{sku, quantity, unit_price, error}``
+        per line sent (``{"sku", "quantity"}``), in the order sent.
+
+        ``unit_price`` is a float, or None with ``error`` saying why when the portal could not
+        price the line (it answers 207 then [doc]). Lines go in calls of at most
+        ``wire.FETCH_CUSTOMER_PRICING_MAX_LINES``. An unknown customer, or one with no price
+        lists, is an InvalidRequestError (400) [doc].
+        """
+        _check_lookup(lookup_by, wire.CUSTOMER_LOOKUPS)
+        lines = [dict(line) for line in line_items]
+        rows: list[dict] = []
+        for chunk in _chunks(lines, wire.FETCH_CUSTOMER_PRICING_MAX_LINES):
+            answer = self._transport.call(
+                "POST",
+                wire.FETCH_CUSTOMER_PRICING_PATH,
+                body=wire.fetch_customer_pricing_request(customer_id, lookup_by, chunk),
+                shape=OBJECT,
+            )
+            rows.extend(_priced_lines(chunk, answer.get(wire.PRICED_LINES_FIELD)))
+        return rows
 
     # ---------------------------------------------------------------- stock (§4)
 
@@ -213,19 +297,31 @@ class SparkLayerClient:
         )
 
     def create_stock_location(self, name: str, external_id: str) -> dict | None:
-        """Create a stock location; None when one with that external_id already exists."""
+        """Create a stock location; None when one with that external_id already exists (409
+        [doc], confirmed by reading the locations back)."""
         return self._create(
-            wire.STOCK_LOCATIONS_PATH, wire.stock_location_request(name, external_id)
+            wire.STOCK_LOCATIONS_PATH,
+            wire.stock_location_request(name, external_id),
+            exists=lambda: any(
+                isinstance(loc, Mapping)
+                and loc.get(wire.STOCK_LOCATION_EXTERNAL_ID_FIELD) == external_id
+                for loc in self.list_stock_locations()
+            ),
         )
 
     def batch_update_stock(self, rows: Iterable[Mapping[str, Any]]) -> BatchResult:
-        """Overwrite the stock level of each sku × location sent."""
+        """Overwrite the stock level of each sku × location sent (the portal answers 204)."""
         return self._write_batches("POST", wire.BATCH_UPDATE_STOCK_PATH, None, rows)
 
     def batch_fetch_stock(
         self, skus: Iterable[str], all_stock_locations: bool = True
     ) -> list[dict]:
-        """Stock levels of ``skus`` (SKUs with no level are left out by the portal)."""
+        """Stock levels of ``skus``, one flat row per SKU and location: ``{sku,
+        stock_location_id, stock_location_external_id, stock_level, restock_date,
+        min_stock_level}``. The portal nests each SKU's levels in ``stock_levels`` [doc]; flat
+        rows keep the callers independent of that. SKUs with no level are left out.
+        Without ``all_stock_locations`` the portal answers for the ``default`` location only.
+        """
         levels: list[dict] = []
         for chunk in _chunks(list(skus), wire.BATCH_FETCH_STOCK_MAX_SKUS):
             body = self._transport.call(
@@ -234,22 +330,66 @@ class SparkLayerClient:
                 body=wire.batch_fetch_stock_request(chunk, all_stock_locations),
                 shape=LIST,
             )
-            levels.extend(wire.list_records(body) or [])
+            for entry in wire.list_records(body) or []:
+                levels.extend(wire.flat_stock_rows(entry))
         return levels
 
     # ---------------------------------------------------------------- purchases (§5)
 
     def iter_purchases(
-        self, updated_since: datetime | None = None, limit: int = wire.PURCHASES_LIMIT_MAX
+        self,
+        *,
+        updated_gte: datetime | None = None,
+        updated_lte: datetime | None = None,
+        purchase_type: str | None = None,
+        customer_id: str | None = None,
+        limit: int = wire.PURCHASES_LIMIT_MAX,
     ) -> Iterator[dict]:
-        """Purchases, oldest first, changed at or after ``updated_since`` when given.
+        """Purchases changed inside ``[updated_gte, updated_lte]`` (of one ``purchase_type``
+        and ``customer_id`` when given), newest first as the portal lists them, each id once.
 
-        The filter is a hint: a server that ignores it returns everything, so callers must
-        still filter on ``dates.updated_at`` themselves.
+        Why this is more than "follow the offsets": the list is **newest first** and pages are
+        **offsets** into it, while buyers keep placing and changing purchases (each one moves
+        to the head) and some are deleted. Every arrival above the reader shifts the entries
+        not yet read one place down, every deletion one place up; a plain ``offset += limit``
+        would then re-read some purchases and, worse, silently skip others. So:
+
+        - consecutive pages **overlap** (the next offset is ``offset + limit - overlap``);
+        - **contiguity is checked** with an anchor, the oldest purchase read so far: it must
+          reappear in the next page, or (if it was deleted or changed since) that page must
+          start at or above its place in the order (``dates.updated_at``, then id). If not,
+          entries shifted up past the reader: it **steps back** (further each time, bounded by
+          ``PURCHASE_STEP_BACKS_MAX``) and reads again;
+        - each purchase id is yielded **once** per call (the first version read), whatever
+          the re-reads; an entry that is not a JSON object is yielded as it is, once per
+          distinct content, for the domain to queue as malformed (it never stops the walk);
+        - after a walk of several pages the **head is re-read** down to where the walk began,
+          for purchases placed or changed meanwhile (bounded; later ones are the next poll's);
+        - the window is **re-filtered here** (a server that ignores the filters gives the same
+          result, only slower), and the walk **stops early** at a page that reaches purchases
+          older than ``updated_gte``.
+
+        Each page is fetched only when the caller has consumed the previous one.
         """
         _check_page_size(limit, wire.PURCHASES_LIMIT_MAX)
-        params = {wire.UPDATED_SINCE_PARAM: wire.timestamp(updated_since)} if updated_since else {}
-        return self._iter_offset_pages(wire.PURCHASES_PATH, limit, params)
+        if limit < 2:
+            raise ValueError("limit must be at least 2: purchase pages overlap by one entry")
+        window = PurchaseWindow(
+            updated_gte=_utc(updated_gte),
+            updated_lte=_utc(updated_lte),
+            purchase_type=purchase_type,
+            customer_id=customer_id,
+        )
+
+        def fetch(offset: int) -> list[Any]:
+            return self._transport.call(
+                "GET",
+                wire.PURCHASES_PATH,
+                params={**window.params(), wire.LIMIT_PARAM: limit, wire.OFFSET_PARAM: offset},
+                shape=ARRAY,
+            )
+
+        return _PurchaseReader(fetch, limit, window).read()
 
     def get_purchase(self, identifier: str, lookup_by: str = "sparklayer") -> dict | None:
         _check_lookup(lookup_by, wire.PURCHASE_LOOKUPS)
@@ -258,53 +398,90 @@ class SparkLayerClient:
         )
 
     def put_purchase(self, purchase: Mapping[str, Any], lookup_by: str = "sparklayer") -> dict:
-        """Create or fully replace a purchase, addressed by one of its identifiers."""
+        """Create or fully replace a purchase, addressed by one of its ``purchase_identifiers``.
+
+        The portal creates a purchase when nothing matches [doc], so the identifier must be the
+        purchase's own. The server's ``calculated_*`` fields are left out of the body (the
+        portal takes none); everything else is sent as given. 400 (a required field missing),
+        403 (the SparkLayer id would change) and 409 (a conflicting ``revision_date``) raise.
+        """
         _check_lookup(lookup_by, wire.PURCHASE_LOOKUPS)
-        identifiers = purchase.get(wire.PURCHASE_IDENTIFIERS_FIELD) or {}
-        identifier = identifiers.get(lookup_by)
-        if not identifier and lookup_by == "sparklayer":
-            identifier = purchase.get(wire.PURCHASE_ID_FIELD)
+        identifiers = purchase.get(wire.PURCHASE_IDENTIFIERS_FIELD)
+        identifier = identifiers.get(lookup_by) if isinstance(identifiers, Mapping) else None
         if not identifier:
-            raise ValueError(f"a purchase put by {lookup_by} needs that identifier")
+            raise ValueError(
+                f"a purchase put by {lookup_by} needs purchase_identifiers.{lookup_by}"
+            )
+        body = {k: v for k, v in purchase.items() if not str(k).startswith(CALCULATED_PREFIX)}
         return self._transport.call(
             "PUT",
             wire.PURCHASE_PATH,
             {"lookup_by": lookup_by, "identifier": identifier},
-            body=dict(purchase),
+            body=body,
+            retry_conflicts=False,
         )
 
     def set_internal_identifier(self, purchase_id: str, internal: str) -> dict:
-        """Write the ERP order number into ``purchase_identifiers.internal``.
+        """Write the ERP order number into ``purchase_identifiers.internal`` (contract §5).
 
-        Read, modify, write: a 409 means someone changed the purchase in between, so the
-        purchase is read again and the change reapplied (at most ``CONFLICT_REREADS`` times),
-        never resent stale. Writing the number it already has makes no call.
+        Read by SparkLayer id, change only that field, and PUT the purchase back as just read
+        (``write_back_body``: type, packages, custom fields... unchanged, ``calculated_*`` left
+        out) to ``/purchases/sparklayer/{id}``, never by ``internal``, where a miss would
+        create a purchase. Sending what was just read, with its ``revision_date``, is what keeps
+        a buyer's edit from being overwritten: a 409 means the purchase changed in between, so
+        it is read again and the change redone (at most ``CONFLICT_REREADS`` times, then a
+        ConflictError), never resent stale. 400, 403 and a 409 saying another purchase already
+        carries the number (``already_exists``) raise at once: the same body would be refused
+        again. Writing the number it already has makes no PUT. Returns the purchase as
+        the portal answered.
         """
         path_params = {"lookup_by": "sparklayer", "identifier": purchase_id}
-
-        def read_modify_write() -> dict:
+        clash: ConflictError | None = None
+        for _ in range(CONFLICT_REREADS + 1):
             purchase = self._transport.call("GET", wire.PURCHASE_PATH, path_params)
-            identifiers = purchase.get(wire.PURCHASE_IDENTIFIERS_FIELD) or {}
-            if identifiers.get(wire.PURCHASE_INTERNAL_IDENTIFIER) == internal:
+            if internal_id(purchase) == internal:
                 return purchase
-            updated = {
-                **purchase,
-                wire.PURCHASE_IDENTIFIERS_FIELD: {
-                    **identifiers,
-                    wire.PURCHASE_INTERNAL_IDENTIFIER: internal,
-                },
-            }
-            return self._transport.call(
-                "PUT", wire.PURCHASE_PATH, path_params, body=updated, retry_conflicts=False
-            )
-
-        return self._transport.with_retries(
-            "PUT",
-            wire.PURCHASE_PATH,
-            read_modify_write,
-            retry_on=lambda error: isinstance(error, ConflictError) and error.retryable,
-            attempts=CONFLICT_REREADS + 1,
+            try:
+                return self._transport.call(
+                    "PUT",
+                    wire.PURCHASE_PATH,
+                    path_params,
+                    body=write_back_body(purchase, internal),
+                    retry_conflicts=False,
+                )
+            except ConflictError as conflict:
+                if conflict.already_exists:
+                    # Not a concurrent edit: another purchase carries this ERP number. The
+                    # same write would clash again; a person must look at the two orders.
+                    raise
+                clash = conflict
+                logger.info(
+                    "SparkLayer purchase %s changed while its ERP number was written (409); "
+                    "reading it again",
+                    purchase_id,
+                )
+        gave_up = ConflictError(
+            409,
+            "purchase kept changing",
+            f"purchase {purchase_id} changed under each of {CONFLICT_REREADS + 1} attempts to "
+            f"write ERP order number {internal}; the next run tries again",
+            clash.problems if clash else (),
+            method="PUT",
+            endpoint=wire.PURCHASE_PATH,
         )
+        gave_up.retryable = False
+        raise gave_up
+
+    def list_purchase_transactions(self, purchase_id: str) -> list[dict]:
+        """The payments recorded on a purchase, as the portal lists them (their shape is read
+        by ``purchases.applied_total``)."""
+        body = self._transport.call(
+            "GET",
+            wire.PURCHASE_TRANSACTIONS_PATH,
+            {"lookup_by": "sparklayer", "identifier": purchase_id},
+            shape=LIST,
+        )
+        return wire.list_records(body) or []
 
     # ---------------------------------------------------------------- sync log (§6)
 
@@ -331,11 +508,16 @@ class SparkLayerClient:
         except NotFoundError:
             return None
 
-    def _create(self, endpoint: str, body: dict[str, Any]) -> dict | None:
+    def _create(
+        self, endpoint: str, body: dict[str, Any], *, exists: Callable[[], bool]
+    ) -> dict | None:
+        """POST a new resource; None when the portal says it already exists and reading it
+        back confirms so. Any other refusal, or a refusal not confirmed, raises: a create is
+        never resent blindly."""
         try:
             created = self._transport.call("POST", endpoint, body=body, shape=ANYTHING)
-        except ConflictError as exists:
-            if not exists.already_exists:
+        except (ConflictError, InvalidRequestError) as refused:
+            if not refused.already_exists or not exists():
                 raise
             logger.info("SparkLayer POST %s: already exists, nothing to create", endpoint)
             return None
@@ -360,59 +542,29 @@ class SparkLayerClient:
                 return
             page += 1
 
-    def _iter_array_pages(
-        self, endpoint: str, path_params: Mapping[str, str], page_size: int
-    ) -> Iterator[dict]:
-        """Numbered pages as bare arrays; a page shorter than ``page_size`` is the last."""
-        page = wire.FIRST_PAGE
-        while True:
-            records = self._transport.call(
-                "GET",
-                endpoint,
-                path_params,
-                params={wire.PAGE_PARAM: page, wire.PAGE_SIZE_PARAM: page_size},
-                shape=ARRAY,
-            )
-            yield from records
-            if len(records) < page_size:
-                return
-            page += 1
-
-    def _iter_offset_pages(
-        self, endpoint: str, limit: int, params: Mapping[str, str]
-    ) -> Iterator[dict]:
-        """``limit``/``offset`` pages as bare arrays; a page shorter than ``limit`` is the last."""
-        offset = 0
-        while True:
-            records = self._transport.call(
-                "GET",
-                endpoint,
-                params={**params, wire.LIMIT_PARAM: limit, wire.OFFSET_PARAM: offset},
-                shape=ARRAY,
-            )
-            yield from records
-            if len(records) < limit:
-                return
-            offset += len(records)
-
     def _write_batches(
         self,
         method: str,
         endpoint: str,
         path_params: Mapping[str, str] | None,
         items: Iterable[Mapping[str, Any]],
+        encode: Callable[[Mapping[str, Any]], dict[str, Any]] = dict,
     ) -> BatchResult:
-        """Send ``items`` in calls of at most ``BATCH_MAX_ITEMS``.
+        """Send ``items`` (each as ``encode`` puts it on the wire) in calls of at most
+        ``BATCH_MAX_ITEMS``; the portal may answer 200 or 204.
 
         A batch the portal refuses naming rows is resent once without them; the named rows come
-        back in ``rejected`` with the portal's reason. Any other failure propagates: batches
-        already sent stay applied, and every write here is safe to repeat on the next run.
+        back in ``rejected`` (as the caller gave them) with the portal's reason. Any other
+        failure propagates: batches already sent stay applied, and every write here is safe to
+        repeat on the next run.
         """
         calls = sent = 0
         rejected: list[RejectedRow] = []
         for batch in _chunks([dict(item) for item in items], wire.BATCH_MAX_ITEMS):
             try:
-                self._transport.call(method, endpoint, path_params, body=batch, shape=ANYTHING)
+                self._transport.call(
+                    method, endpoint, path_params, body=[encode(r) for r in batch], shape=ANYTHING
+                )
             except InvalidRequestError as refused:
                 named = _refused_rows(batch, refused)
                 if not named:
@@ -429,7 +581,9 @@ class SparkLayerClient:
                 )
                 calls += 1
                 if rest:
-                    resent, refused_again = self._resend_once(method, endpoint, path_params, rest)
+                    resent, refused_again = self._resend_once(
+                        method, endpoint, path_params, rest, encode
+                    )
                     calls += 1
                     sent += resent
                     rejected.extend(refused_again)
@@ -444,10 +598,13 @@ class SparkLayerClient:
         endpoint: str,
         path_params: Mapping[str, str] | None,
         rows: list[dict[str, Any]],
+        encode: Callable[[Mapping[str, Any]], dict[str, Any]],
     ) -> tuple[int, list[RejectedRow]]:
         """Resend the rows the portal did not object to; if it refuses again, report them all."""
         try:
-            self._transport.call(method, endpoint, path_params, body=rows, shape=ANYTHING)
+            self._transport.call(
+                method, endpoint, path_params, body=[encode(r) for r in rows], shape=ANYTHING
+            )
         except InvalidRequestError as refused_again:
             named = _refused_rows(rows, refused_again)
             fallback = (
@@ -476,3 +633,210 @@ def _refused_rows(
         )
         for line, problems in sorted(reasons.items())
     }
+
+
+def _priced_lines(sent: list[dict[str, Any]], answered: Any) -> list[dict[str, Any]]:
+    """The portal's answer to one fetch-customer-pricing call, as one row per line sent.
+
+    Answers are matched to the lines by SKU and quantity (the same SKU may be asked at several
+    quantities, one per price break); a line the portal did not answer for gets an error.
+    """
+    by_line: dict[tuple[Any, float | None], deque[Mapping[str, Any]]] = {}
+    for answer in answered if isinstance(answered, list) else []:
+        if isinstance(answer, Mapping):
+            key = (answer.get(wire.PRICED_SKU_FIELD), _quantity(answer))
+            by_line.setdefault(key, deque()).append(answer)
+    rows = []
+    for line in sent:
+        sku = line.get(wire.PRICED_SKU_FIELD)
+        quantity = line.get(wire.PRICED_QUANTITY_FIELD)
+        matches = by_line.get((sku, _quantity(line)))
+        answer = matches.popleft() if matches else None
+        if answer is None:
+            rows.append(_priced_row(sku, quantity, None, "the portal did not answer for this line"))
+            continue
+        price = wire.money_amount(answer.get(wire.PRICED_UNIT_PRICE_FIELD))
+        error = answer.get(wire.PRICED_ERROR_FIELD)
+        if error in (None, "") and price is None:
+            error = "the portal gave no unit price"
+        rows.append(_priced_row(sku, quantity, price, str(error) if error else None))
+    return rows
+
+
+def _priced_row(sku: Any, quantity: Any, price: float | None, error: str | None) -> dict:
+    return {"sku": sku, "quantity": quantity, "unit_price": price, "error": error}
+
+
+def _quantity(line: Mapping[str, Any]) -> float | None:
+    try:
+        return float(line.get(wire.PRICED_QUANTITY_FIELD))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+# ------------------------------------------------------------------ reading the purchase list
+
+# Where a purchase sits in the portal's order: newest ``dates.updated_at`` first, then id.
+PurchaseKey = tuple[pd.Timestamp, str]
+
+
+def _utc(moment: datetime | None) -> pd.Timestamp | None:
+    if moment is None:
+        return None
+    stamp = pd.Timestamp(moment)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _key(raw: Any) -> PurchaseKey | None:
+    """The sort key of a list entry, or None for one with no readable id or time."""
+    pid, updated = purchase_id(raw), purchase_updated_at(raw)
+    return None if pid is None or updated is None else (updated, pid)
+
+
+@dataclass(frozen=True)
+class PurchaseWindow:
+    """What ``iter_purchases`` asks for: sent as the list filters and applied again here."""
+
+    updated_gte: pd.Timestamp | None = None
+    updated_lte: pd.Timestamp | None = None
+    purchase_type: str | None = None
+    customer_id: str | None = None
+
+    def params(self) -> dict[str, str]:
+        params: dict[str, str] = {}
+        if self.updated_gte is not None:
+            params[wire.UPDATED_GTE_PARAM] = wire.timestamp(self.updated_gte.to_pydatetime())
+        if self.updated_lte is not None:
+            params[wire.UPDATED_LTE_PARAM] = wire.timestamp(self.updated_lte.to_pydatetime())
+        if self.purchase_type is not None:
+            params[wire.PURCHASE_TYPE_PARAM] = self.purchase_type
+        if self.customer_id is not None:
+            params[wire.PURCHASE_CUSTOMER_PARAM] = self.customer_id
+        return params
+
+    def holds(self, raw: Any) -> bool:
+        """Whether an entry belongs in the window. What cannot be read (not an object, no time,
+        no type) is kept: the domain queues it as malformed rather than it vanishing here."""
+        if not isinstance(raw, Mapping):
+            return True
+        updated = purchase_updated_at(raw)
+        if updated is not None:
+            if self.updated_gte is not None and updated < self.updated_gte:
+                return False
+            if self.updated_lte is not None and updated > self.updated_lte:
+                return False
+        kind = purchase_type(raw)
+        if self.purchase_type is not None and kind is not None and kind != self.purchase_type:
+            return False
+        buyer = customer_id(raw)
+        return self.customer_id is None or buyer is None or buyer == self.customer_id
+
+    def older_than_window(self, key: PurchaseKey) -> bool:
+        return self.updated_gte is not None and key[0] < self.updated_gte
+
+
+@dataclass
+class _Walk:
+    """How one walk down the list went: the newest entry of its first page, pages read."""
+
+    head: PurchaseKey | None = None
+    pages: int = 0
+
+
+class _PurchaseReader:
+    """One ``iter_purchases`` call: walks the newest-first list (see its docstring)."""
+
+    def __init__(self, fetch: Callable[[int], list[Any]], limit: int, window: PurchaseWindow):
+        self._fetch = fetch
+        self._limit = limit
+        self._overlap = max(1, limit // PURCHASE_PAGE_OVERLAP_SHARE)
+        self._window = window
+        self._seen_ids: set[str] = set()
+        self._seen_contents: set[str] = set()
+        self._step_backs = 0
+
+    def read(self) -> Iterator[Any]:
+        walk = yield from self._walk(floor=None)
+        # A walk of one page read the list in one go: nothing can have slipped past it. After a
+        # longer walk, purchases placed or changed while it paged sit above where it began.
+        for _ in range(PURCHASE_HEAD_REREADS_MAX):
+            if walk.pages <= 1 or walk.head is None:
+                return
+            walk = yield from self._walk(floor=walk.head)
+
+    def _first_time(self, raw: Any) -> bool:
+        pid = purchase_id(raw)
+        if pid is not None:
+            seen, token = self._seen_ids, pid
+        else:
+            seen, token = self._seen_contents, json.dumps(raw, sort_keys=True, default=str)
+        if token in seen:
+            return False
+        seen.add(token)
+        return True
+
+    def _walk(self, floor: PurchaseKey | None) -> Iterator[Any]:
+        """Page down from the head; with ``floor``, only until entries at or below it (already
+        read by the previous walk). Returns a ``_Walk`` (through ``yield from``)."""
+        walk = _Walk()
+        offset = 0
+        anchor: PurchaseKey | None = None  # the oldest entry read so far
+        misses = 0  # consecutive pages that did not join up with the anchor
+        while True:
+            page = self._fetch(offset)
+            walk.pages += 1
+            keys = [key for key in map(_key, page) if key is not None]
+            if offset == 0 and walk.head is None:
+                walk.head = max(keys, default=None)
+            if offset > 0 and not _joins(page, keys, anchor):
+                misses += 1
+                offset = max(0, offset - (self._limit - self._overlap) * 2 ** (misses - 1))
+                self._count_step_back(offset)
+                continue
+            misses = 0
+            for raw in page:
+                if self._window.holds(raw) and self._first_time(raw):
+                    yield raw
+            if keys:
+                oldest = min(keys)
+                anchor = oldest if anchor is None else min(anchor, oldest)
+            if len(page) < self._limit:
+                return walk  # the last page
+            if keys and self._window.older_than_window(min(keys)):
+                return walk  # newest first: everything further down is older still
+            if floor is not None and keys and min(keys) <= floor:
+                return walk  # back where the previous walk began
+            offset += len(page) - self._overlap
+
+    def _count_step_back(self, offset: int) -> None:
+        self._step_backs += 1
+        logger.info(
+            "SparkLayer purchase list shifted while it was read; stepping back to offset %d",
+            offset,
+        )
+        if self._step_backs > PURCHASE_STEP_BACKS_MAX:
+            raise SparkLayerError(
+                None,
+                "purchase list kept shifting",
+                f"purchases were deleted faster than they could be read (more than "
+                f"{PURCHASE_STEP_BACKS_MAX} re-reads); the next run reads the list again",
+                method="GET",
+                endpoint=wire.PURCHASES_PATH,
+            )
+
+
+def _joins(page: list[Any], keys: list[PurchaseKey], anchor: PurchaseKey | None) -> bool:
+    """Whether ``page`` carries on from what was read, leaving no gap above it.
+
+    The anchor (the oldest purchase read so far) reappearing in the page proves it; if the
+    anchor has since been deleted or changed (moved to the head), the page must start at or
+    above the anchor's old place in the order. An empty page past the head means the list
+    shrank under the reader. A page with nothing readable in it cannot be checked: taken as is.
+    """
+    if not page:
+        return False
+    if anchor is None or not keys:
+        return True
+    if any(pid == anchor[1] for _, pid in keys):
+        return True
+    return keys[0] >= anchor

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from b2b_pipeline.connectors.sparklayer.wire import ALREADY_EXISTS_CODE
+from b2b_pipeline.connectors.sparklayer.wire import ALREADY_EXISTS_CODE, ALREADY_EXISTS_PHRASES
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,19 @@ class SparkLayerError(Exception):
     def codes(self) -> set[str]:
         return {p.code for p in self.problems if p.code}
 
+    @property
+    def already_exists(self) -> bool:
+        """Whether the portal refused a create because the resource is already there.
+
+        SparkLayer says so with a 409 for customers and stock locations but a 400 for customer
+        groups and price lists [doc], with the ``resource-already-exists`` code or, when the
+        code is missing, in words; both are recognised.
+        """
+        if ALREADY_EXISTS_CODE in self.codes:
+            return True
+        texts = [self.title, self.detail or "", *(p.message for p in self.problems)]
+        return any(phrase in text.casefold() for text in texts for phrase in ALREADY_EXISTS_PHRASES)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(status={self.status!r}, title={self.title!r})"
 
@@ -97,7 +110,11 @@ class NotFoundError(SparkLayerError):
 
 
 class ConflictError(SparkLayerError):
-    """409: a concurrent update clashed (retried), or the resource already exists (not retried)."""
+    """409: a concurrent update clashed (retried), or the resource already exists (not retried).
+
+    ``set_internal_identifier`` raises it, not retryable, when a purchase kept changing under
+    every re-read it was allowed.
+    """
 
     retryable = True
 
@@ -106,13 +123,13 @@ class ConflictError(SparkLayerError):
         # Resending a create that clashed with an existing resource cannot succeed.
         self.retryable = not self.already_exists
 
-    @property
-    def already_exists(self) -> bool:
-        return ALREADY_EXISTS_CODE in self.codes
-
 
 class InvalidRequestError(SparkLayerError):
-    """400: the portal refused what was sent; ``problems`` says which rows and fields."""
+    """400: the portal refused what was sent; ``problems`` says which rows and fields.
+
+    Never retried: the same body would be refused again. A 400 that says a customer group or
+    price list already exists (``already_exists``) is how SparkLayer answers a repeated create.
+    """
 
     @property
     def refused_lines(self) -> set[int]:

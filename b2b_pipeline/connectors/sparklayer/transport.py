@@ -194,6 +194,12 @@ OBJECT = Shape("a JSON object", lambda body: isinstance(body, dict))
 ARRAY = Shape("a JSON array", lambda body: isinstance(body, list))
 PAGE = Shape("a page {data, pagination}", lambda body: wire.page_records(body) is not None)
 LIST = Shape("a JSON array of records", lambda body: wire.list_records(body) is not None)
+# An unpaged list that answers 204 with no body when it is empty (pricing [doc]).
+LIST_OR_EMPTY = Shape(
+    "a JSON array of records, or no body",
+    lambda body: wire.list_records(body) is not None,
+    empty_ok=True,
+)
 ANYTHING = Shape("JSON or nothing", lambda body: True, empty_ok=True)
 
 NO_BODY = object()

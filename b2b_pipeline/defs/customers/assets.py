@@ -14,11 +14,7 @@ import pandas as pd
 from dagster_pandera import pandera_schema_to_dagster_type
 
 from b2b_pipeline.defs.groups import ERP, PORTAL_SYNC
-from b2b_pipeline.defs.resources import (
-    MappingsResource,
-    PipelineResource,
-    SparkLayerResource,
-)
+from b2b_pipeline.defs.resources import PipelineResource
 from b2b_pipeline.defs.systems import (
     AUDIT_WRITER_POOL,
     audit_events,
@@ -27,6 +23,7 @@ from b2b_pipeline.defs.systems import (
     report_sync,
 )
 from b2b_pipeline.domain import customers as rules
+from b2b_pipeline.domain import portal_limits as limits
 from b2b_pipeline.domain.exceptions import exception_frame
 from b2b_pipeline.domain.price_lists import validate_price_lists
 from b2b_pipeline.domain.schemas.master_data import ErpCustomers
@@ -36,7 +33,11 @@ ERP_CUSTOMER_PROBLEMS = (
     "customer",
     frozenset({"INVALID_ERP_RECORD", "UNMAPPED_CUSTOMER_GROUP", "UNMAPPED_TAX_CODE"}),
 )
-PORTAL_CUSTOMER_PROBLEMS = ("customer", frozenset({"PORTAL_REJECTED_RECORD"}))
+PORTAL_CUSTOMER_PROBLEMS = (
+    "customer",
+    frozenset({"PORTAL_REJECTED_RECORD", "PORTAL_LIMIT_EXCEEDED"}),
+)
+PORTAL_GROUP_PROBLEMS = ("customer_group", frozenset({"PORTAL_LIMIT_EXCEEDED"}))
 
 
 @dg.asset(
@@ -73,21 +74,41 @@ def erp_customers(
 @dg.asset(
     group_name=PORTAL_SYNC,
     kinds={"sparklayer"},
+    pool=AUDIT_WRITER_POOL,
     description="The portal's customer groups: one per mapped ERP group, plus the on-hold "
-    "group whose rules switch ordering and Pay on Account off.",
+    "group whose rules switch ordering and Pay on Account off (none created past the portal's "
+    "hard limit on groups).",
 )
 def portal_customer_groups(
-    context: dg.AssetExecutionContext, sparklayer: SparkLayerResource, mappings: MappingsResource
+    context: dg.AssetExecutionContext, pipeline: PipelineResource
 ) -> dg.MaterializeResult:
-    wanted = rules.customer_groups_needed(mappings.load())
-    with sparklayer.get_client() as client:
-        existing = {g.get("slug") for g in client.list_customer_groups()}
-        created = [g["slug"] for g in wanted if g["slug"] not in existing]
-        for group in wanted:
-            if group["slug"] in created:
-                client.create_customer_group(group)
+    systems = pipeline.open(context.run.run_id)
+    wanted = rules.customer_groups_needed(systems.mappings)
+    existing = {g.get("slug") for g in systems.portal.list_customer_groups()}
+    checked = limits.check_limits(
+        {"customer_groups": limits.projected_count(existing, (g["slug"] for g in wanted))}
+    )
+    for warning in limits.limit_warnings(checked):
+        context.log.warning(warning)
+    refused = limits.exceeded(checked)
+    created = [
+        g["slug"] for g in wanted if g["slug"] not in existing and "customer_groups" not in refused
+    ]
+    for group in wanted:
+        if group["slug"] in created:
+            systems.portal.create_customer_group(group)
+    file_exceptions(
+        systems,
+        limits.limit_exceptions(checked, entity="customer_group"),
+        clears=PORTAL_GROUP_PROBLEMS,
+    )
     return dg.MaterializeResult(
-        metadata={"groups": len(wanted), "created": dg.MetadataValue.json(created)}
+        metadata={
+            "groups": len(wanted),
+            "created": dg.MetadataValue.json(created),
+            "refused_by_portal_limit": dg.MetadataValue.json(sorted(refused)),
+            "portal_limit_warnings": dg.MetadataValue.json(limits.limit_warnings(checked)),
+        }
     )
 
 
@@ -128,6 +149,36 @@ def portal_customers(
     moves = rules.holds_and_releases(desired, portal, on_hold_group=systems.mappings.on_hold_group)
 
     to_send = changes[changes["action"] != "unchanged"]
+    # The portal's data limits, before anything is sent (contract §1).
+    creates = int((to_send["action"] == "create").sum())
+    checked = limits.check_limits({"customers": len(portal) + creates})
+    for warning in limits.limit_warnings(checked):
+        context.log.warning(warning)
+    limit_refused = limits.exceeded(checked)
+    too_many_addresses = pd.Series(
+        limits.addresses_over_limit(to_send["body"]), index=to_send.index, dtype=bool
+    )
+    held_by_limit = too_many_addresses.copy()
+    if "customers" in limit_refused:  # no new customer; updates (holds included) still go
+        held_by_limit |= to_send["action"] == "create"
+    limit_problems = pd.concat(
+        [
+            limits.limit_exceptions(checked, entity="customer"),
+            limits.address_exceptions(
+                pd.DataFrame(
+                    {
+                        "account_code": to_send.loc[too_many_addresses, "account_code"],
+                        "addresses": [
+                            len(body["addresses"])
+                            for body in to_send.loc[too_many_addresses, "body"]
+                        ],
+                    }
+                )
+            ),
+        ],
+        ignore_index=True,
+    )
+    to_send = to_send[~held_by_limit]
     refused = []
     sent = []
     for row in to_send.itertuples(index=False):  # the customers API takes one record per call
@@ -177,7 +228,7 @@ def portal_customers(
         systems.audit.record_customer_lists(
             sent_desired[["account_code", "price_lists", "discount_percentage"]], systems.run_id
         )
-    refused_frame = exception_frame(refused)
+    refused_frame = pd.concat([exception_frame(refused), limit_problems], ignore_index=True)
     file_exceptions(systems, refused_frame, clears=PORTAL_CUSTOMER_PROBLEMS)
     if sent:
         systems.audit.resolve_exceptions_for("customer", sent, systems.run_id)
@@ -185,7 +236,7 @@ def portal_customers(
         systems,
         "customers",
         started_at=started,
-        records_failed=len(refused),
+        records_failed=len(refused) + int(held_by_limit.sum()),
         errors=refused_frame,
         entities=("customer",),
     )
@@ -204,6 +255,9 @@ def portal_customers(
             if not moves.empty
             else 0,
             "api_calls": len(to_send),
+            "refused_by_portal_limit": dg.MetadataValue.json(sorted(limit_refused)),
+            "held_by_portal_limit": int(held_by_limit.sum()),
+            "portal_limit_warnings": dg.MetadataValue.json(limits.limit_warnings(checked)),
         },
     )
 

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import pandas as pd
 
-from b2b_pipeline.defs.orders.intake import purchase_updated_at
+from b2b_pipeline.connectors.sparklayer import purchases as wire
 from b2b_pipeline.defs.systems import Systems
 from b2b_pipeline.domain import reconciliation as rec
 
@@ -29,37 +29,41 @@ class MonthEnd:
     erp_orders: pd.DataFrame
 
 
-def _money(value: object) -> float | None:
+def _amount(value: object) -> float | None:
     try:
-        return float(value["number"])  # type: ignore[index]
-    except (KeyError, TypeError, ValueError):
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
         return None
 
 
 def portal_orders_between(systems: Systems, start, end) -> pd.DataFrame:
     """Live and cancelled portal orders placed in [start, end), one row each."""
     accounts = {c.get("id"): c.get("accounting_id") for c in systems.portal.iter_customers()}
-    keep = set(systems.mappings.live_statuses) | {rec.PORTAL_CANCELLED}
+    live_types = set(systems.mappings.live_types)
     rows = []
     # updated_at >= placed_at, so asking for purchases updated since the start loses none.
-    for p in systems.portal.iter_purchases(updated_since=start):
-        if p.get("status") not in keep or purchase_updated_at(p) < pd.Timestamp(start):
+    for p in systems.portal.iter_purchases(updated_gte=start):
+        updated = wire.purchase_updated_at(p)
+        if wire.purchase_type(p) not in live_types or updated is None:
             continue
-        placed = (p.get("dates") or {}).get("placed_at") or (p.get("dates") or {}).get("created_at")
-        placed_at = pd.Timestamp(placed).tz_convert("UTC") if placed else None
+        if updated < pd.Timestamp(start):
+            continue
+        placed = wire.placed_or_created_at(p)
+        try:
+            placed_at = pd.Timestamp(placed).tz_convert("UTC") if placed else None
+        except (TypeError, ValueError):
+            placed_at = None
         if placed_at is None or not (pd.Timestamp(start) <= placed_at < pd.Timestamp(end)):
             continue
-        total = p.get("calculated_total") or {}
         rows.append(
             {
-                "portal_order_id": str(p.get("id")),
-                "visible_id": (p.get("purchase_identifiers") or {}).get("visible"),
-                "accounting_id": accounts.get(
-                    (p.get("customer_identifiers") or {}).get("sparklayer")
-                ),
-                "currency": total.get("currency") if isinstance(total, dict) else None,
-                "portal_gross": _money(total),
-                "status": p.get("status"),
+                "portal_order_id": wire.purchase_id(p),
+                "visible_id": wire.visible_id(p),
+                "accounting_id": accounts.get(wire.customer_id(p)),
+                "currency": wire.currency_of(p),
+                "portal_gross": _amount(wire.gross_total(p)),
+                # The reconciliation compares a portal order's state: live, or cancelled.
+                "status": rec.PORTAL_CANCELLED if wire.is_cancelled(p) else wire.purchase_type(p),
                 "placed_at": placed_at,
             }
         )

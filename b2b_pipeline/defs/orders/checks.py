@@ -3,11 +3,9 @@
 import dagster as dg
 import pandas as pd
 
+from b2b_pipeline.connectors.sparklayer.purchases import PAY_LATER_METHODS
 from b2b_pipeline.defs.orders.assets import erp_sales_orders
 from b2b_pipeline.defs.resources import AuditResource, ErpResource, MappingsResource
-
-# Payment methods whose orders are invoiced on the customer's terms, never paid at checkout.
-ON_ACCOUNT_METHODS = ["pay_on_account", "pay_by_invoice"]
 
 
 def _tracking(audit: AuditResource) -> pd.DataFrame:
@@ -18,6 +16,12 @@ def _tracking(audit: AuditResource) -> pd.DataFrame:
     return state.order_tracking()
 
 
+def _is_live(tracking: pd.DataFrame, mappings: MappingsResource) -> pd.Series:
+    """A tracked purchase of a live type that was not cancelled when last seen."""
+    live_types = mappings.load().live_types
+    return tracking["purchase_type"].isin(live_types) & ~tracking["cancelled"].eq(True)
+
+
 @dg.asset_check(
     asset=erp_sales_orders,
     description="Conservation: every live portal order seen is exactly one of posted in the ERP "
@@ -26,9 +30,8 @@ def _tracking(audit: AuditResource) -> pd.DataFrame:
 def every_live_order_posted_or_queued(
     erp: ErpResource, audit: AuditResource, mappings: MappingsResource
 ) -> dg.AssetCheckResult:
-    live = set(mappings.load().live_statuses)
     tracking = _tracking(audit)
-    tracking = tracking[tracking["status"].isin(live)]
+    tracking = tracking[_is_live(tracking, mappings)]
     ids = tracking["portal_order_id"].astype(str).tolist()
     gateway = erp.get_gateway()
     in_erp = set(gateway.existing_orders(ids)["external_ref"].astype(str)) if ids else set()
@@ -39,7 +42,9 @@ def every_live_order_posted_or_queued(
         set(
             queue.loc[
                 (queue["entity"] == "order")
-                & queue["status"].isin(["open", "approved", "ignored"]),
+                & queue["status"].isin(["open", "approved", "ignored"])
+                # Posted already; only its ERP number waits to be written back to the portal.
+                & (queue["reason_code"] != "WRITE_BACK_REFUSED"),
                 "entity_key",
             ].astype(str)
         )
@@ -67,21 +72,21 @@ def every_live_order_posted_or_queued(
 )
 def no_on_account_order_pending_payment(erp: ErpResource) -> dg.AssetCheckResult:
     stuck = erp.get_gateway().count_sales_orders(
-        status="PENDING_PAYMENT", payment_methods=ON_ACCOUNT_METHODS
+        status="PENDING_PAYMENT", payment_methods=list(PAY_LATER_METHODS)
     )
     return dg.AssetCheckResult(passed=stuck == 0, metadata={"stuck_orders": stuck})
 
 
 @dg.asset_check(
     asset=erp_sales_orders,
-    description="No draft, quote, cart, awaiting-approval or cancelled purchase is in the ERP.",
+    description="No quote, cart, unconfirmed or awaiting-approval order, and no purchase "
+    "cancelled before it was posted, is in the ERP.",
 )
 def no_draft_or_quote_in_erp(
     erp: ErpResource, audit: AuditResource, mappings: MappingsResource
 ) -> dg.AssetCheckResult:
-    live = set(mappings.load().live_statuses)
     tracking = _tracking(audit)
-    not_live = tracking[~tracking["status"].isin(live)]
+    not_live = tracking[~_is_live(tracking, mappings)]
     ids = not_live["portal_order_id"].astype(str).tolist()
     existing = (
         erp.get_gateway().existing_orders(ids) if ids else pd.DataFrame(columns=["external_ref"])

@@ -31,6 +31,12 @@ from datetime import timedelta
 
 import pandas as pd
 
+from b2b_pipeline.connectors.sparklayer import purchases as wire
+from b2b_pipeline.connectors.sparklayer.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidRequestError,
+)
 from b2b_pipeline.defs.systems import Systems, audit_events
 from b2b_pipeline.domain.exceptions import exception_frame
 
@@ -42,11 +48,17 @@ DEFAULT_LOOKBACK = timedelta(minutes=5)
 DEFAULT_MAX_ORDERS_PER_RUN = 5000
 
 
-def purchase_updated_at(purchase: dict) -> pd.Timestamp:
-    try:
-        return pd.Timestamp(purchase["dates"]["updated_at"]).tz_convert("UTC")
-    except (KeyError, TypeError, ValueError):
-        return pd.Timestamp.min.tz_localize("UTC")
+NEVER = pd.Timestamp.min.tz_localize("UTC")
+
+
+def purchase_updated_at(purchase: object) -> pd.Timestamp:
+    """When the portal last changed the purchase; an unreadable time sorts first."""
+    moment = wire.purchase_updated_at(purchase)
+    return NEVER if moment is None else moment
+
+
+def _id(purchase: object) -> str | None:
+    return wire.purchase_id(purchase)
 
 
 def collect_purchases(
@@ -69,24 +81,29 @@ def collect_purchases(
     since = cursor.updated_at - lookback if cursor.updated_at is not None else None
     since_ts = pd.Timestamp(since) if since is not None else None
     batch: list[dict] = []
-    for purchase in systems.portal.iter_purchases(updated_since=since):
-        # A server that ignores updated_since still pages everything: filter here too.
-        if since_ts is not None and purchase_updated_at(purchase) < since_ts:
+    # The client pages the newest-first list so that nothing inside the window is missed, even
+    # while buyers add and change purchases (see SparkLayerClient.iter_purchases); the window's
+    # lower edge is the durable cursor minus the look-back.
+    for purchase in systems.portal.iter_purchases(updated_gte=since):
+        # A server that ignores the filter still pages everything: filter here too. An entry
+        # with no readable time stays in: the rules queue it as malformed.
+        updated = wire.purchase_updated_at(purchase)
+        if since_ts is not None and updated is not None and updated < since_ts:
             continue
         batch.append(purchase)
     if not batch:
         return []
-    ids = [str(p.get("id")) for p in batch]
+    ids = [pid for pid in map(_id, batch) if pid is not None]
     tracked = systems.state.tracked_versions(ids)
     handled = dict(zip(tracked["portal_order_id"], tracked["portal_updated_at"], strict=True))
     fresh = [
         p
         for p in batch
-        if p.get("id") is None
-        or handled.get(str(p["id"])) is None
-        or purchase_updated_at(p) > pd.Timestamp(handled[str(p["id"])])
+        if _id(p) is None
+        or handled.get(_id(p)) is None
+        or purchase_updated_at(p) > pd.Timestamp(handled[_id(p)])
     ]
-    fresh.sort(key=lambda p: (purchase_updated_at(p), str(p.get("id"))))
+    fresh.sort(key=lambda p: (purchase_updated_at(p), _id(p) or ""))
     return fresh[:max_orders]
 
 
@@ -173,9 +190,10 @@ def validate_purchases(systems: Systems, purchases: list[dict]) -> ValidatedBatc
     """Apply every order rule (pure, vectorised) against the ERP's current records."""
     from b2b_pipeline.domain.orders import decide_orders, normalise_purchases
 
-    ignored = ignored_orders(systems, [str(p.get("id")) for p in purchases if isinstance(p, dict)])
-    decided = [p for p in purchases if not (isinstance(p, dict) and str(p.get("id")) in ignored)]
-    normalised = normalise_purchases(decided, _portal_customers(systems))
+    ignored = ignored_orders(systems, [pid for pid in map(_id, purchases) if pid is not None])
+    decided = [p for p in purchases if _id(p) not in ignored]
+    normalised = normalise_purchases(wire.read_purchases(decided), _portal_customers(systems))
+    _mark_paid_by_transactions(systems, normalised.orders)
     orders = normalised.orders
     order_ids = orders["portal_order_id"].astype(str).tolist()
     existing = systems.erp.existing_orders(order_ids)
@@ -194,6 +212,23 @@ def validate_purchases(systems: Systems, purchases: list[dict]) -> ValidatedBatc
         existing=existing,
         ignored=ignored,
     )
+
+
+def _mark_paid_by_transactions(systems: Systems, orders: pd.DataFrame) -> None:
+    """Set ``paid`` for the orders whose ERP status would be PAID but that were not paid at
+    checkout: paid means the transactions applied to the balance cover the checkout total.
+
+    Only those orders cost an extra call (the transactions endpoint); Pay on Account and Pay by
+    Invoice orders are invoiced later and never need it.
+    """
+    status = orders["payment_method"].map(systems.mappings.payment_methods)
+    wanted = orders.index[(status == "PAID") & ~orders["paid"]]
+    for index in wanted:
+        transactions = systems.portal.list_purchase_transactions(
+            str(orders.at[index, "portal_order_id"])
+        )
+        covered = wire.applied_total(transactions) + 0.005 >= orders.at[index, "portal_gross"]
+        orders.at[index, "paid"] = bool(covered)
 
 
 def apply_decisions(systems: Systems, batch: ValidatedBatch) -> OrderOutcome:
@@ -293,7 +328,7 @@ def apply_decisions(systems: Systems, batch: ValidatedBatch) -> OrderOutcome:
                 entity="order",
                 key="portal_order_id",
                 action="filtered",
-                detail_columns=["status", "reason"],
+                detail_columns=["type", "reason"],
             )
         )
 
@@ -433,18 +468,16 @@ def _tracking_rows(
     ignored: set[str] | None = None,
 ) -> pd.DataFrame:
     """One row per purchase handled: its version and outcome (for conservation and re-polls)."""
+    # An entry with no id cannot be tracked; its exception (keyed by its content) holds it.
+    identified = [p for p in purchases if _id(p) is not None]
     base = pd.DataFrame(
         {
-            "portal_order_id": [str(p.get("id")) for p in purchases],
-            "portal_updated_at": [purchase_updated_at(p) for p in purchases],
-            "status": [p.get("status") for p in purchases],
-            "visible_id": [
-                (p.get("purchase_identifiers") or {}).get("visible")
-                if isinstance(p.get("purchase_identifiers"), dict)
-                else None
-                for p in purchases
-            ],
-        }
+            "portal_order_id": [_id(p) for p in identified],
+            "portal_updated_at": [purchase_updated_at(p) for p in identified],
+            "purchase_type": [wire.purchase_type(p) for p in identified],
+            "cancelled": [wire.is_cancelled(p) for p in identified],
+            "visible_id": [wire.visible_id(p) for p in identified],
+        },
     ).drop_duplicates("portal_order_id", keep="last")
     accounts = orders.set_index(orders["portal_order_id"].astype(str))["accounting_id"]
     base["account_code"] = base["portal_order_id"].map(accounts)
@@ -486,11 +519,12 @@ def _tracking_rows(
 
 def advance_cursor(systems: Systems, purchases: list[dict]) -> None:
     """Move the durable cursor to the newest purchase handled (after its outcome is durable)."""
-    if not purchases:
+    dated = [p for p in purchases if _id(p) is not None and wire.purchase_updated_at(p)]
+    if not dated:
         return
-    newest = max(purchases, key=lambda p: (purchase_updated_at(p), str(p.get("id"))))
+    newest = max(dated, key=lambda p: (purchase_updated_at(p), _id(p) or ""))
     systems.state.advance_order_cursor(
-        purchase_updated_at(newest).to_pydatetime(), str(newest.get("id")), systems.run_id
+        purchase_updated_at(newest).to_pydatetime(), str(_id(newest)), systems.run_id
     )
 
 
@@ -498,11 +532,23 @@ def write_back_order_numbers(systems: Systems, limit: int = 5000) -> dict[str, i
     """Write ERP order numbers into the portal purchases; failures wait for the next run."""
     pending = systems.state.orders_awaiting_write_back(limit)
     written, failed = [], []
+    refused: list[dict] = []
     for row in pending.itertuples(index=False):  # one API call per order: the API has no batch
         try:
             purchase = systems.portal.set_internal_identifier(
                 row.portal_order_id, str(row.erp_order_no)
             )
+        except (InvalidRequestError, ForbiddenError, ConflictError) as exc:
+            if isinstance(exc, ConflictError) and not exc.already_exists:
+                # Kept changing under us (buyers editing): the next run tries again.
+                log.warning("order %s: write-back conflicted, retried", row.portal_order_id)
+                failed.append(row.portal_order_id)
+                continue
+            # The portal will refuse the same body again (or another purchase already carries
+            # this ERP number): a person must look at the order.
+            refused.append(_write_back_refusal(row, exc))
+            failed.append(row.portal_order_id)
+            continue
         except Exception as exc:  # retried on the next run; posting itself is already durable
             log.warning(
                 "order %s: ERP number not written back yet (%s)",
@@ -519,6 +565,13 @@ def write_back_order_numbers(systems: Systems, limit: int = 5000) -> dict[str, i
         )
     frame = pd.DataFrame(written, columns=["portal_order_id", "portal_updated_at"])
     systems.state.mark_internal_written(frame)
+    if refused:
+        systems.audit.open_exceptions(exception_frame(refused), systems.run_id)
+    if written:
+        # A refusal fixed in the portal closes itself once the number is written.
+        systems.audit.resolve_exceptions_for(
+            "order", frame["portal_order_id"].tolist(), systems.run_id
+        )
     systems.record(
         audit_events(
             frame,
@@ -528,4 +581,23 @@ def write_back_order_numbers(systems: Systems, limit: int = 5000) -> dict[str, i
             action="erp_number_written_back",
         )
     )
-    return {"written_back": len(written), "write_back_pending": len(failed)}
+    return {
+        "written_back": len(written),
+        "write_back_pending": len(failed),
+        "write_back_refused": len(refused),
+    }
+
+
+def _write_back_refusal(row, error: Exception) -> dict:
+    """A WRITE_BACK_REFUSED exception row for an order the portal would not update."""
+    reason = getattr(error, "detail", None) or getattr(error, "title", None) or str(error)
+    return {
+        "entity": "order",
+        "entity_key": row.portal_order_id,
+        "reason_code": "WRITE_BACK_REFUSED",
+        "message": (
+            f"Order {row.portal_order_id} is in the ERP as order {row.erp_order_no}, but the "
+            f"portal refused to record that number on it ({reason}). Nothing is posted twice; "
+            "correct the order in the portal, then retry it to write the number back."
+        ),
+    }

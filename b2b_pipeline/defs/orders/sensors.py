@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pandas as pd
 
+from b2b_pipeline.connectors.sparklayer.purchases import internal_id, purchase_id
 from b2b_pipeline.defs.orders.assets import order_intake_job
 from b2b_pipeline.defs.orders.intake import purchase_updated_at
 from b2b_pipeline.defs.resources import SparkLayerResource
@@ -27,11 +28,14 @@ RETRY_FAILED_RUN_AFTER = timedelta(minutes=5)
 def _after(purchase: dict, since: pd.Timestamp | None, seen: dict) -> bool:
     if since is None:
         return True
-    return (purchase_updated_at(purchase), str(purchase.get("id"))) > (since, seen.get("id", ""))
+    return (purchase_updated_at(purchase), purchase_id(purchase) or "") > (
+        since,
+        seen.get("id", ""),
+    )
 
 
 def _already_numbered(purchase: dict) -> bool:
-    return bool((purchase.get("purchase_identifiers") or {}).get("internal"))
+    return internal_id(purchase) is not None
 
 
 def _last_run_failed_long_enough_ago(context: dg.SensorEvaluationContext) -> str | None:
@@ -70,18 +74,28 @@ def new_portal_orders_sensor(
     since = pd.Timestamp(seen["updated_at"]) if seen.get("updated_at") else None
     client = sparklayer.get_client()
     try:
-        # One page is enough to know whether there is work; the run pages through all of it.
+        # The list is newest first: one page is enough to know whether there is work; the run
+        # pages through all of it.
         first_page = list(
             itertools.islice(
                 client.iter_purchases(
-                    updated_since=since.to_pydatetime() if since is not None else None
+                    updated_gte=since.to_pydatetime() if since is not None else None
                 ),
                 500,
             )
         )
     finally:
         client.close()
-    newest = max(((purchase_updated_at(p), str(p.get("id"))) for p in first_page), default=None)
+    # Entries with no id or time (malformed) start no run of their own; the next run that
+    # starts for a real purchase queues them.
+    newest = max(
+        (
+            (purchase_updated_at(p), purchase_id(p) or "")
+            for p in first_page
+            if purchase_id(p) is not None
+        ),
+        default=None,
+    )
     if newest is None:
         return dg.SkipReason("No new or changed purchases in the portal.")
     key = f"orders-{newest[0].isoformat()}-{newest[1]}"  # derived from the data: dedupes retries

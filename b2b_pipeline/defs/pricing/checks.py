@@ -33,14 +33,17 @@ def every_priced_sku_in_catalogue(erp: ErpResource) -> dg.AssetCheckResult:
 @dg.asset_check(
     asset=portal_price_lists,
     additional_ins={
+        "erp_price_lists": dg.AssetIn(),
         "erp_price_list_items": dg.AssetIn(),
         "erp_held_back_prices": dg.AssetIn(),
     },
-    description="After the sync the portal's prices equal the ERP's: read back in full for up "
+    description="After the sync the portal's prices equal what the ERP implies (group lists as "
+    "in the ERP, customer-specific lists as their effective breaks): read back in full for up "
     f"to {FULL_COMPARISON_LISTS} lists, a deterministic sample of lists beyond that.",
 )
 def portal_prices_match_erp(
     sparklayer: SparkLayerResource,
+    erp_price_lists: pd.DataFrame,
     erp_price_list_items: pd.DataFrame,
     erp_held_back_prices: pd.DataFrame,
 ) -> dg.AssetCheckResult:
@@ -52,8 +55,14 @@ def portal_prices_match_erp(
         slugs = [slugs[int(i * step)] for i in range(FULL_COMPARISON_LISTS)]
     with sparklayer.get_client() as client:
         portal = read_portal_pricing(client, slugs)
-    erp = erp_price_list_items[erp_price_list_items["price_list_code"].isin(slugs)]
-    drift = price_changes(erp, portal, held_back=erp_held_back_prices)
+    # A customer-specific list's effective breaks need its parent's breaks too, compared or not.
+    compared = erp_price_lists["code"].isin(slugs)
+    parents = set(erp_price_lists.loc[compared, "parent_code"].dropna())
+    erp = erp_price_list_items[erp_price_list_items["price_list_code"].isin(parents | set(slugs))]
+    drift = price_changes(
+        erp, portal, held_back=erp_held_back_prices, erp_price_lists=erp_price_lists
+    )
+    drift = drift[drift["price_list_slug"].isin(slugs)]
     return dg.AssetCheckResult(
         passed=drift.empty,
         metadata={

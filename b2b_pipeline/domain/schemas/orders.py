@@ -47,8 +47,12 @@ class PortalOrders(pa.DataFrameModel):
     visible_id: Series[str] = pa.Field(
         nullable=True, description="Order number the buyer sees, e.g. SL-100042"
     )
-    status: Series[str] = pa.Field(description="Portal status, e.g. processing, draft")
-    type: Series[str] = pa.Field(nullable=True, description="order, quote or cart")
+    type: Series[str] = pa.Field(
+        description="Purchase type: order, order_unconfirmed, awaiting_approval, quote, cart"
+    )
+    fulfilment_status: Series[str] = pa.Field(
+        nullable=True, description="Portal fulfilment status, e.g. processing, cancelled"
+    )
     customer_sparklayer_id: Series[str] = pa.Field(description="SparkLayer id of the buyer")
     accounting_id: Series[str] = pa.Field(
         nullable=True, description="ERP account code the portal company maps to (None: unmapped)"
@@ -60,18 +64,17 @@ class PortalOrders(pa.DataFrameModel):
     )
     currency: Series[str] = pa.Field(str_matches=CURRENCY_CODE, description="ISO 4217 code")
     payment_method: Series[str] = pa.Field(
-        nullable=True, description="pay_on_account, pay_by_invoice, card, …"
+        nullable=True, description="on_account, invoice or platform_upfront"
     )
-    payment_status: Series[str] = pa.Field(nullable=True, description="pending or paid")
+    paid: Series[bool] = pa.Field(
+        description="Paid at checkout (platform_upfront) or by applied transactions"
+    )
     po_number: Series[str] = pa.Field(
         nullable=True,
         str_length={"max_value": MAX_TEXT_LENGTH},
-        description="Buyer's purchase order reference",
+        description="Buyer's purchase order reference (customer_reference)",
     )
-    tax_exempt: Series[bool] = pa.Field(description="Portal treated the order as tax exempt")
-    tax_number: Series[str] = pa.Field(
-        nullable=True, str_length={"max_value": MAX_TEXT_LENGTH}, description="Buyer's VAT number"
-    )
+    tax_exempt: Series[bool] = pa.Field(description="The portal company is tax exempt")
     portal_net: Series[float] = pa.Field(ge=0, description="Sum of the portal's line nets")
     portal_tax: Series[float] = pa.Field(ge=0, description="Sum of the portal's line taxes")
     portal_gross: Series[float] = pa.Field(
@@ -81,7 +84,7 @@ class PortalOrders(pa.DataFrameModel):
     updated_at: Series[UtcTimestamp] = pa.Field(description="Last change on the portal")
     payload: Series[str] = pa.Field(description="The purchase JSON as received")
 
-    @pa.check("company_name", "po_number", "tax_number", name="no_control_characters")
+    @pa.check("company_name", "po_number", name="no_control_characters")
     @classmethod
     def _no_control_characters(cls, values: Series[str]) -> Series[bool]:
         return is_safe_text(values)
@@ -100,7 +103,9 @@ class PortalOrderLines(pa.DataFrameModel):
         str_length={"min_value": 1, "max_value": MAX_TEXT_LENGTH}, description="Product SKU"
     )
     quantity: Series[int] = pa.Field(gt=0, description="Units ordered (a positive whole number)")
-    portal_unit_price: Series[float] = pa.Field(ge=0, description="Portal net unit price")
+    portal_unit_price: Series[float] = pa.Field(
+        ge=0, description="Portal net unit price (line net ÷ quantity)"
+    )
     portal_line_net: Series[float] = pa.Field(ge=0, description="Portal line net")
     portal_line_tax: Series[float] = pa.Field(ge=0, description="Portal line tax")
 

@@ -1,7 +1,13 @@
-"""What buyers do on the portal (``/_sim/`` only): register, place orders, change status.
+"""What buyers do on the portal (``/_sim/`` only, contract §7): register, order, move purchases on.
 
-Orders are priced by the portal's own rule (``simulator/pricing.py``) from the customer's lists,
-unless the buyer's line gives ``unit_price`` (a way for demos to create price drift).
+``POST /_sim/orders`` answers 201 with the purchase exactly as ``GET /api/v1/purchases/...``
+returns it (one package). Lines are priced by the portal's own rule (``simulator/pricing.py``)
+unless a line gives ``unit_price`` (used as is, no discount: a way for demos to create price
+drift); tax comes from the customer's ``tax_exempt``. The portal refuses, with 403, an order
+from a group with ordering off or a payment method the group does not allow, and an
+``on_account`` order that would take the balance over the credit limit; over 250 lines is 400.
+A ``platform_upfront`` purchase that is placed gets one applied transaction of its total (the
+card payment at checkout).
 """
 
 from __future__ import annotations
@@ -11,24 +17,31 @@ from typing import TYPE_CHECKING, Any
 
 from b2b_pipeline.simulator.clock import format_timestamp, parse_timestamp
 from b2b_pipeline.simulator.handlers.common import (
-    DEFAULT_CURRENCY,
-    MAX_BATCH_ITEMS,
+    FULFILMENT_STATUSES,
     MAX_KEY_LENGTH,
+    MAX_TEXT_LENGTH,
     PAYMENT_METHODS,
-    PAYMENT_STATUSES,
-    PURCHASE_STATUSES,
-    money,
+    PLACED_TYPES,
+    PROCESSING,
+    PURCHASE_TYPES,
 )
 from b2b_pipeline.simulator.handlers.customers import new_customer_fields
 from b2b_pipeline.simulator.handlers.purchases import (
-    UNPLACED_STATUSES,
+    customer_currency,
+    line_item,
     purchase_document,
-    type_for_status,
 )
-from b2b_pipeline.simulator.pricing import PricedLine, as_decimal, lowest_break_price, price_line
+from b2b_pipeline.simulator.limits import check_limit
+from b2b_pipeline.simulator.pricing import (
+    PricedLine,
+    as_decimal,
+    buyer_price,
+    price_line,
+    to_money,
+)
 from b2b_pipeline.simulator.problems import ApiError, not_found, problem_item
 from b2b_pipeline.simulator.routes import Request, Response
-from b2b_pipeline.simulator.state import PortalState, new_id
+from b2b_pipeline.simulator.state import PortalState, new_id, purchase_key
 from b2b_pipeline.simulator.validation import (
     FieldErrors,
     is_number,
@@ -41,7 +54,8 @@ from b2b_pipeline.simulator.validation import (
 if TYPE_CHECKING:
     from b2b_pipeline.simulator.app import Portal
 
-TAX_TITLE = "VAT"
+PLATFORM_UPFRONT = "platform_upfront"
+ON_ACCOUNT = "on_account"
 
 
 def register_customer(portal: Portal, request: Request) -> Response:
@@ -55,34 +69,36 @@ def register_customer(portal: Portal, request: Request) -> Response:
         last_name=text(errors, body, "last_name", max_len=128),
     )
     errors.raise_if_any("registration")
-    email = str(fields["email"]).casefold()
-    with portal.state.lock:
+    state = portal.state
+    with state.lock:
         # One sign-up per email, as on a real portal: registering again returns the company
         # that exists (200), so demo seeding can be repeated without duplicate companies.
-        for existing in portal.state.customers.values():
-            if str(existing.get("email") or "").casefold() == email:
-                return Response(200, existing)
-        customer = portal.state.save_customer({"id": new_id(), **fields})
+        existing = state.find_customer("email", fields["email"])
+        if existing is not None:
+            return Response(200, existing)
+        check_limit("customers", len(state.customers) + 1, "email")
+        customer = state.save_customer({"id": new_id(), **fields})
     return Response(201, customer)
 
 
 def place_order(portal: Portal, request: Request) -> Response:
     body = require_object(request.body(), "order")
+    raw_lines = body.get("lines")
+    if isinstance(raw_lines, list):
+        check_limit("line_items", len(raw_lines), "lines")
     errors = FieldErrors()
     reference = text(errors, body, "customer", required=True, max_len=MAX_KEY_LENGTH * 2)
-    status = one_of(errors, body, "status", PURCHASE_STATUSES, default="processing")
-    payment_method = one_of(
-        errors, body, "payment_method", PAYMENT_METHODS, default="pay_on_account"
-    )
-    po_number = text(errors, body, "po_number", max_len=MAX_KEY_LENGTH)
-    tax_number = text(errors, body, "tax_number", max_len=MAX_KEY_LENGTH)
+    purchase_type = one_of(errors, body, "type", PURCHASE_TYPES, default="order")
+    payment_method = one_of(errors, body, "payment_method", PAYMENT_METHODS, default=ON_ACCOUNT)
+    customer_reference = text(errors, body, "customer_reference", max_len=MAX_TEXT_LENGTH) or ""
     # Demo data may backdate an order (month-end needs history); updated_at is always "now".
     placed_at = iso_datetime(errors, body, "placed_at")
     if placed_at is not None:
         placed_at = format_timestamp(parse_timestamp(placed_at))
-    lines = _order_lines(errors, body.get("lines"))
+    lines = _order_lines(errors, raw_lines)
     errors.raise_if_any("order")
-    assert reference is not None and status is not None
+    assert reference is not None and purchase_type is not None and payment_method is not None
+    placed = purchase_type in PLACED_TYPES
     state = portal.state
     with state.lock:
         customer = state.find_customer("sparklayer", reference) or state.find_customer(
@@ -90,49 +106,50 @@ def place_order(portal: Portal, request: Request) -> Response:
         )
         if customer is None:
             raise not_found("customer", reference, "customer")
-        _check_ordering_allowed(state, customer)
-        currency = _currency(state, customer)
+        _check_ordering_allowed(state, customer, payment_method)
+        currency = customer_currency(state, customer)
         tax_rate = (
             Decimal(0) if customer["tax_exempt"] else as_decimal(portal.config.standard_tax_rate)
         )
         priced = _price_lines(state, customer, lines, tax_rate)
         gross = sum((line.gross for line in priced), Decimal(0))
-        if payment_method == "pay_on_account":
+        if payment_method == ON_ACCOUNT and placed:
             _check_credit(customer, gross)
-        paid = payment_method == "card"
         purchase = purchase_document(
             purchase_id=new_id(),
-            purchase_type=type_for_status(status),
-            status=status,
+            purchase_type=purchase_type,
             identifiers={"visible": state.next_visible_identifier()},
-            customer_identifiers={
-                "sparklayer": customer["id"],
-                "platform": customer["external_id"],
-            },
-            created_at=placed_at,
-            placed_at=placed_at,
-            currency=currency,
-            calculated_total=money(gross, currency),
-            total_paid=money(gross if paid else Decimal(0), currency),
-            tax_lines=_tax_lines(priced, tax_rate, currency),
-            line_items=[_line_item(line, currency) for line in priced],
+            customer=customer,
             payment_method=payment_method,
-            payment_status="paid" if paid else "pending",
-            po_number=po_number,
-            tax_exempt=customer["tax_exempt"],
-            tax_number=tax_number,
+            customer_reference=customer_reference,
+            currency=currency,
+            created_at=placed_at,
+            placed_at=placed_at if placed else None,
+            fulfilment_status=PROCESSING if placed else "",
+            packages=[
+                {
+                    "identifiers": {},
+                    "line_items": [_line_item(line, currency) for line in priced],
+                    "shipments": [],
+                }
+            ],
         )
-        state.save_purchase(purchase, placed=status not in UNPLACED_STATUSES)
+        state.save_purchase(purchase, placed=placed)
+        if placed:
+            _pay_at_checkout(state, purchase)
     return Response(201, purchase)
 
 
-def change_purchase_status(portal: Portal, request: Request) -> Response:
-    """A buyer or an account manager moves a purchase on: a quote confirmed, an order cancelled."""
-    body = require_object(request.body(), "status change")
+def change_purchase(portal: Portal, request: Request) -> Response:
+    """A buyer or an account manager moves a purchase on: a quote or an unconfirmed order
+    confirmed into an order (``type``), an order cancelled (``calculated_fulfilment_status``)."""
+    body = require_object(request.body(), "purchase change")
     errors = FieldErrors()
-    status = one_of(errors, body, "status", PURCHASE_STATUSES)
-    payment_status = one_of(errors, body, "payment_status", PAYMENT_STATUSES)
-    errors.raise_if_any("status change")
+    new_type = one_of(errors, body, "type", PURCHASE_TYPES)
+    new_status = one_of(errors, body, "calculated_fulfilment_status", FULFILMENT_STATUSES)
+    if new_type is None and new_status is None and not errors.items:
+        errors.add("required", "Send type, calculated_fulfilment_status or both.", "type")
+    errors.raise_if_any("purchase change")
     state = portal.state
     purchase_id = request.params["id"]
     with state.lock:
@@ -141,24 +158,42 @@ def change_purchase_status(portal: Portal, request: Request) -> Response:
         )
         if current is None:
             raise not_found("purchase", purchase_id, "id")
-        new_status = status or current["status"]
+        purchase_type = new_type or current["type"]
+        placed = purchase_type in PLACED_TYPES
+        status = new_status or current["calculated_fulfilment_status"]
+        if placed and not status:
+            status = PROCESSING
+        first_placed = placed and not current["dates"]["placed_at"]
         updated = {
             **current,
-            "status": new_status,
-            "type": type_for_status(new_status, current["type"]),
-            "payment_status": payment_status or current["payment_status"],
+            "type": purchase_type,
+            "calculated_fulfilment_status": status,
             "dates": dict(current["dates"]),
         }
-        state.save_purchase(updated, placed=new_status not in UNPLACED_STATUSES)
+        state.save_purchase(updated, placed=placed)
+        if first_placed:
+            _pay_at_checkout(state, updated)
     return Response(200, updated)
+
+
+def _pay_at_checkout(state: PortalState, purchase: dict[str, Any]) -> None:
+    """A card payment taken when the purchase is placed: one transaction applied to it."""
+    if purchase["payment_method"] != PLATFORM_UPFRONT:
+        return
+    state.add_transaction(
+        purchase_key(purchase),
+        {
+            "id": new_id(),
+            "total": purchase["calculated_total"],
+            "apply_to_balance": True,
+            "created_at": purchase["dates"]["placed_at"],
+        },
+    )
 
 
 def _order_lines(errors: FieldErrors, raw: Any) -> list[dict[str, Any]]:
     if not isinstance(raw, list) or not raw:
         errors.add("required", "lines must be a non-empty array.", "lines")
-        return []
-    if len(raw) > MAX_BATCH_ITEMS:
-        errors.add("too-many-items", f"At most {MAX_BATCH_ITEMS} lines per order.", "lines")
         return []
     lines = []
     for i, line in enumerate(raw):
@@ -179,14 +214,27 @@ def _order_lines(errors: FieldErrors, raw: Any) -> list[dict[str, Any]]:
     return lines
 
 
-def _check_ordering_allowed(state: PortalState, customer: dict[str, Any]) -> None:
+def _check_ordering_allowed(
+    state: PortalState, customer: dict[str, Any], payment_method: str
+) -> None:
+    """A customer with no group may order; a group decides ordering and payment methods."""
     group = state.groups.get(customer["group"] or "")
-    if group is not None and not group["ordering_enabled"]:
+    if group is None:
+        return
+    if not group["ordering_enabled"]:
         message = (
             f"Ordering is disabled for customer group {group['slug']!r}; "
             "the account cannot place orders."
         )
         raise ApiError(403, message, [problem_item("ordering-disabled", message, "customer")])
+    if payment_method not in group["payment_methods"]:
+        message = (
+            f"Customer group {group['slug']!r} does not allow payment method "
+            f"{payment_method!r} (allowed: {', '.join(group['payment_methods']) or 'none'})."
+        )
+        raise ApiError(
+            403, message, [problem_item("payment-method-not-allowed", message, "payment_method")]
+        )
 
 
 def _check_credit(customer: dict[str, Any], gross: Decimal) -> None:
@@ -205,68 +253,41 @@ def _check_credit(customer: dict[str, Any], gross: Decimal) -> None:
         )
 
 
-def _currency(state: PortalState, customer: dict[str, Any]) -> str:
-    for slug in customer["price_lists"]:
-        price_list = state.price_lists.get(slug)
-        if price_list is not None:
-            return price_list["currency_code"]
-    return DEFAULT_CURRENCY
-
-
 def _price_lines(
     state: PortalState,
     customer: dict[str, Any],
     lines: list[dict[str, Any]],
     tax_rate: Decimal,
 ) -> list[PricedLine]:
-    lists = [state.pricing[slug] for slug in customer["price_lists"] if slug in state.pricing]
+    lists = state.customer_price_lists(customer)
     errors = FieldErrors()
     priced = []
     for i, line in enumerate(lines):
         sku, quantity = line["sku"], line["quantity"]
         if line["unit_price"] is not None:
-            unit = as_decimal(line["unit_price"])
-            priced.append(price_line(sku, quantity, unit, 0, tax_rate, apply_discount=False))
+            unit = to_money(as_decimal(line["unit_price"]))
+            priced.append(price_line(sku, quantity, unit, unit, tax_rate))
             continue
-        list_price = lowest_break_price(
-            (prices[sku] for prices in lists if sku in prices), quantity
-        )
-        if list_price is None:
+        price = buyer_price(lists, sku, quantity, customer["discount_percentage"])
+        if price is None:
             errors.add(
                 "no-price",
                 f"SKU {sku!r} has no price for this customer at quantity {quantity}.",
                 f"lines[{i}].sku",
             )
             continue
-        priced.append(
-            price_line(sku, quantity, list_price, customer["discount_percentage"], tax_rate)
-        )
+        priced.append(price_line(sku, quantity, price.list_price, price.unit_price, tax_rate))
     errors.raise_if_any("order")
     return priced
 
 
-def _tax_lines(priced: list[PricedLine], rate: Decimal, currency: str) -> list[dict[str, Any]]:
-    if rate == 0:
-        return []
-    total = sum((line.tax for line in priced), Decimal(0))
-    return [{"title": TAX_TITLE, "amount": money(total, currency), "rate": float(rate)}]
-
-
 def _line_item(line: PricedLine, currency: str) -> dict[str, Any]:
-    tax_lines = (
-        [{"title": TAX_TITLE, "amount": money(line.tax, currency), "rate": float(line.tax_rate)}]
-        if line.tax_rate
-        else []
+    return line_item(
+        line.sku,
+        line.quantity,
+        net=line.net,
+        tax=line.tax,
+        discount=line.discount,
+        tax_rate=line.tax_rate,
+        currency=currency,
     )
-    return {
-        "sku": line.sku,
-        "quantity": line.quantity,
-        "unit_price": money(line.unit_price, currency),
-        "line_total": {
-            "total_net": money(line.net, currency),
-            "total_tax": money(line.tax, currency),
-            "total_gross": money(line.gross, currency),
-            "discount_net": money(line.discount, currency),
-        },
-        "tax_lines": tax_lines,
-    }

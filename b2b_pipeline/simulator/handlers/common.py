@@ -10,26 +10,22 @@ from b2b_pipeline.simulator.validation import FieldErrors
 
 # Contract limits (§2-§5).
 MAX_V2_PAGE_SIZE = 250
-MAX_PRICING_PAGE_SIZE = 1000
 MAX_PURCHASES_LIMIT = 500
 MAX_BATCH_ITEMS = 500
 MAX_SYNC_LOG_ERRORS = 5000
 MAX_SLUG_LENGTH = 30
 MAX_NAME_LENGTH = 64
 MAX_KEY_LENGTH = 64  # SKUs, external ids, account codes
+MAX_TEXT_LENGTH = 255
 
-PAYMENT_METHODS = ("pay_on_account", "pay_by_invoice", "card")
-PAYMENT_STATUSES = ("pending", "paid")
-PURCHASE_TYPES = ("order", "quote", "cart")
-PURCHASE_STATUSES = (
-    "draft",
-    "cart",
-    "quote",
-    "awaiting_approval",
-    "processing",
-    "confirmed",
-    "cancelled",
-)
+# Vocabularies of contract v2 (§2, §5).
+PAYMENT_METHODS = ("on_account", "invoice", "platform_upfront")
+PURCHASE_TYPES = ("order", "order_unconfirmed", "awaiting_approval", "quote", "cart")
+# Types of a purchase the buyer has placed: it gets dates.placed_at when it first becomes one.
+PLACED_TYPES = ("order", "order_unconfirmed", "awaiting_approval")
+PROCESSING = "processing"  # calculated_fulfilment_status of a newly placed order
+CANCELLED = "cancelled"  # [assumed] the cancellation marker
+FULFILMENT_STATUSES = (PROCESSING, "partially_fulfilled", "fulfilled", CANCELLED)  # [assumed]
 DEFAULT_CURRENCY = "GBP"
 
 

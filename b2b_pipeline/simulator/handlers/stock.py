@@ -1,4 +1,12 @@
-"""Stock locations and stock levels (contract §4)."""
+"""Stock locations and stock levels (contract §4).
+
+``batch-update-stock`` overwrites each (location, SKU) pair sent and answers 204; a location is
+named by ``stock_location_external_id`` or ``stock_location_id``; a pair sent twice in one call
+or an unknown location is a 400 that applies nothing. ``batch-fetch-stock`` answers
+``[{"sku", "stock_levels": [{"stock_location_id", "stock_location_external_id", "stock_level",
+"restock_date", "min_stock_level"}]}]``: only the ``default`` location unless
+``filter.all_stock_locations``; a SKU with no level at those locations is left out.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from b2b_pipeline.simulator.handlers.common import MAX_BATCH_ITEMS, MAX_KEY_LENGTH, MAX_NAME_LENGTH
 from b2b_pipeline.simulator.problems import already_exists, invalid_field
 from b2b_pipeline.simulator.routes import Request, Response
-from b2b_pipeline.simulator.state import DEFAULT_LOCATION_EXTERNAL_ID
+from b2b_pipeline.simulator.state import DEFAULT_LOCATION_EXTERNAL_ID, PortalState
 from b2b_pipeline.simulator.validation import (
     FieldErrors,
     require_array,
@@ -45,37 +53,57 @@ def batch_update_stock(portal: Portal, request: Request) -> Response:
     body = require_array(request.body(), "stock update", MAX_BATCH_ITEMS)
     rows = _parse_stock_rows(body)
     state = portal.state
-    keys = [("stock", f"{row['sku']}@{row['location']}") for row in rows]
+    with state.lock:
+        location_ids = _location_ids(state, rows)
+    keys = [
+        ("stock", f"{row['sku']}@{location_id}")
+        for row, location_id in zip(rows, location_ids, strict=True)
+    ]
     with portal.locks.hold(*keys), state.lock:
-        errors = FieldErrors()
-        location_ids = []
-        for line, row in enumerate(rows):
-            location_id = state.location_by_external_id.get(row["location"])
-            if location_id is None:
-                message = f"No stock location with external_id {row['location']!r}."
-                errors.add("not-found", message, "stock_location_external_id", line=line)
-            location_ids.append(location_id)
-        errors.raise_if_any("stock update")
+        location_ids = _location_ids(state, rows)  # a reset may have run meanwhile
         for row, location_id in zip(rows, location_ids, strict=True):
             state.stock[(row["sku"], location_id)] = row["level"]
         state.changed()
-    return Response(200, {"updated": len(rows)})
+    return Response(204)
+
+
+def _location_ids(state: PortalState, rows: list[dict[str, Any]]) -> list[str]:
+    """Each row's location id; a 400 naming every row whose location is unknown or repeated."""
+    errors = FieldErrors()
+    location_ids: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for line, row in enumerate(rows):
+        kind, value = row["location"]
+        if kind == "stock_location_id":
+            location_id = value if value in state.stock_locations else None
+        else:
+            location_id = state.location_by_external_id.get(value)
+        if location_id is None:
+            errors.add("not-found", f"No stock location with {kind} {value!r}.", kind, line=line)
+            location_ids.append("")
+            continue
+        if (row["sku"], location_id) in seen:
+            message = f"SKU {row['sku']!r} at location {value!r} is sent twice in this call."
+            errors.add("duplicate", message, "sku", line=line)
+        seen.add((row["sku"], location_id))
+        location_ids.append(location_id)
+    errors.raise_if_any("stock update")
+    return location_ids
 
 
 def _parse_stock_rows(body: list[Any]) -> list[dict[str, Any]]:
     errors = FieldErrors()
     rows = []
-    seen: set[tuple[str, str]] = set()
     for line, item in enumerate(body):
         if type(item) is not dict:
             errors.add("invalid-type", "Each row must be an object.", "(row)", line=line)
             continue
-        location = item.get("stock_location_external_id")
+        location = _row_location(item)
         sku = item.get("sku")
         level = item.get("stock_level")
         row_ok = True
-        if type(location) is not str or not location:
-            message = "stock_location_external_id is required."
+        if location is None:
+            message = "stock_location_external_id or stock_location_id is required."
             errors.add("required", message, "stock_location_external_id", line=line)
             row_ok = False
         if type(sku) is not str or not sku or len(sku) > MAX_KEY_LENGTH:
@@ -100,11 +128,6 @@ def _parse_stock_rows(body: list[Any]) -> list[dict[str, Any]]:
                 row_ok = False
         if not row_ok:
             continue
-        if (sku, location) in seen:
-            message = f"SKU {sku!r} at {location!r} is sent twice in this call."
-            errors.add("duplicate", message, "sku", line=line)
-            continue
-        seen.add((sku, location))
         rows.append(
             {
                 "sku": sku,
@@ -118,6 +141,15 @@ def _parse_stock_rows(body: list[Any]) -> list[dict[str, Any]]:
         )
     errors.raise_if_any("stock update")
     return rows
+
+
+def _row_location(item: dict[str, Any]) -> tuple[str, str] | None:
+    """``(key, value)`` of the row's location: its external id, else its SparkLayer id."""
+    for key in ("stock_location_external_id", "stock_location_id"):
+        value = item.get(key)
+        if type(value) is str and value:
+            return key, value
+    return None
 
 
 def batch_fetch_stock(portal: Portal, request: Request) -> Response:
@@ -138,17 +170,20 @@ def batch_fetch_stock(portal: Portal, request: Request) -> Response:
         else:
             location_ids = [state.location_by_external_id[DEFAULT_LOCATION_EXTERNAL_ID]]
         for sku in dict.fromkeys(skus):  # each SKU once, in the order asked
+            levels = []
             for location_id in location_ids:
                 level = state.stock.get((sku, location_id))
-                if level is None:  # SKUs with no level are left out (contract §4)
+                if level is None:
                     continue
-                location = state.stock_locations[location_id]
-                rows.append(
+                levels.append(
                     {
-                        "sku": sku,
                         "stock_location_id": location_id,
-                        "stock_location_external_id": location["external_id"],
+                        "stock_location_external_id": state.stock_locations[location_id][
+                            "external_id"
+                        ],
                         **level,
                     }
                 )
+            if levels:  # SKUs with no level are left out (contract §4)
+                rows.append({"sku": sku, "stock_levels": levels})
     return Response(200, rows)
