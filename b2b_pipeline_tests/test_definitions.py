@@ -76,10 +76,6 @@ EXTRACTS_WITH_COLUMNS = {
     "erp_price_list_items",
     "erp_inventory",
 }
-# Assets that open the audit store without writing their own rows: validated_orders only reads
-# approved overrides (its decisions are written by erp_sales_orders, which holds the pool).
-AUDIT_READERS: set[str] = set()
-
 PLACEHOLDER_ENV = {
     "SPARKLAYER_BASE_URL": "https://portal.example.invalid",
     "SPARKLAYER_SITE_ID": "placeholder-site",
@@ -184,26 +180,31 @@ def test_sensors_are_pinned_and_start_running(defs: dg.Definitions) -> None:
     assert sensors == {name: (job, every, running) for name, (job, every) in SENSORS.items()}
 
 
-def test_assets_that_write_the_audit_file_queue_for_the_audit_writer_pool(
-    defs: dg.Definitions,
-) -> None:
-    """DuckDB allows one writing process: every asset that uses the audit store shares the
-    ``audit_writer`` pool (deploy/dagster.yaml limits it to one) so runs queue, not fail."""
+def test_no_asset_holds_a_pool_slot_so_no_run_can_stall_the_orders(defs: dg.Definitions) -> None:
+    """A pool slot is held for a whole step: an order run waited minutes behind a slow sync,
+    and a run killed mid-step kept its slot and stopped every later order. The audit store
+    serialises DuckDB writers itself (short transactions, bounded lock waits), so no asset
+    takes a slot, and the shipped instance files declare no pools."""
     graph = defs.resolve_asset_graph()
-    writers, unpooled = set(), set()
-    for assets_def in graph.assets_defs:
-        uses_audit = {"audit", "pipeline"} & set(assets_def.required_resource_keys)
-        if not uses_audit or not assets_def.keys:
+    pooled = {
+        key.to_user_string()
+        for assets_def in graph.assets_defs
+        if assets_def.is_executable and assets_def.op.pool
+        for key in assets_def.keys
+    }
+    assert pooled == set()
+    for name in ("dagster.yaml", "dagster.postgres.yaml"):
+        instance = yaml.safe_load((REPO / "deploy" / name).read_text())
+        assert "concurrency" not in instance, name
+        assert instance["run_monitoring"]["enabled"] is True, name
+
+
+def test_every_job_runs_its_steps_in_one_process(defs: dg.Definitions) -> None:
+    """I/O-bound steps: a process per step cost 10-34 s each under the UI for 1-9 s of work."""
+    for job in defs.resolve_all_job_defs():
+        if job.name == "__ASSET_JOB":
             continue
-        names = {key.to_user_string() for key in assets_def.keys}
-        if assets_def.op.pool == "audit_writer":
-            writers |= names
-        else:
-            unpooled |= names
-    assert unpooled == AUDIT_READERS
-    assert {"erp_sales_orders", "order_exceptions", "portal_orders", "portal_customers"} <= writers
-    deploy = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
-    assert deploy["concurrency"]["pools"]["default_limit"] == 1
+        assert job.executor_def.name == dg.in_process_executor.name, job.name
 
 
 def test_erp_extracts_fill_the_columns_tab(defs: dg.Definitions) -> None:

@@ -18,8 +18,6 @@ from b2b_pipeline.config.mappings import Mappings
 from b2b_pipeline.connectors.alerts import AlertNotifier
 from b2b_pipeline.connectors.sync_state import SyncState
 
-AUDIT_WRITER_POOL = "audit_writer"
-
 
 @dataclass
 class Systems:

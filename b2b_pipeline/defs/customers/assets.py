@@ -16,7 +16,6 @@ from dagster_pandera import pandera_schema_to_dagster_type
 from b2b_pipeline.defs.groups import ERP, PORTAL_SYNC
 from b2b_pipeline.defs.resources import PipelineResource
 from b2b_pipeline.defs.systems import (
-    AUDIT_WRITER_POOL,
     audit_events,
     column_schema_metadata,
     file_exceptions,
@@ -43,7 +42,6 @@ PORTAL_GROUP_PROBLEMS = ("customer_group", frozenset({"PORTAL_LIMIT_EXCEEDED"}))
 @dg.asset(
     group_name=ERP,
     kinds={"sqlalchemy", "pandas"},
-    pool=AUDIT_WRITER_POOL,
     dagster_type=pandera_schema_to_dagster_type(ErpCustomers),
     metadata=column_schema_metadata(ErpCustomers),
     description="ERP customer accounts that passed every rule (known group and tax code, "
@@ -74,7 +72,6 @@ def erp_customers(
 @dg.asset(
     group_name=PORTAL_SYNC,
     kinds={"sparklayer"},
-    pool=AUDIT_WRITER_POOL,
     description="The portal's customer groups: one per mapped ERP group, plus the on-hold "
     "group whose rules switch ordering and Pay on Account off (none created past the portal's "
     "hard limit on groups).",
@@ -126,7 +123,6 @@ def _filled_lists_only(desired: pd.DataFrame, filled: set[str]) -> pd.DataFrame:
 @dg.asset(
     group_name=PORTAL_SYNC,
     kinds={"sparklayer"},
-    pool=AUDIT_WRITER_POOL,
     deps=["portal_customer_groups", "portal_price_lists"],
     description="Every ERP account in the portal, matched by accounting_id = ERP account code: "
     "group, price lists, discount, tax exemption, credit limit and terms. Held, blocked or "

@@ -7,7 +7,6 @@ from b2b_pipeline.defs.groups import FINANCE
 from b2b_pipeline.defs.resources import (
     PipelineResource,
 )
-from b2b_pipeline.defs.systems import AUDIT_WRITER_POOL
 from b2b_pipeline.domain import reconciliation as rec
 
 # end_offset=1 adds the current month, so the daily month-to-date run finds problems before
@@ -21,7 +20,6 @@ monthly = dg.MonthlyPartitionsDefinition(
     group_name=FINANCE,
     partitions_def=monthly,
     kinds={"duckdb", "pandas"},
-    pool=AUDIT_WRITER_POOL,
     description="Every order of the month compared across the portal and the ERP, one line "
     "each with an outcome and a reason (reconciliation_lines in the audit store).",
 )

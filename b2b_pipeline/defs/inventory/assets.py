@@ -17,7 +17,6 @@ from b2b_pipeline.defs.resources import (
     PipelineResource,
 )
 from b2b_pipeline.defs.systems import (
-    AUDIT_WRITER_POOL,
     audit_events,
     column_schema_metadata,
     file_exceptions,
@@ -35,7 +34,6 @@ PORTAL_STOCK_PROBLEMS = ("inventory", frozenset({"PORTAL_REJECTED_RECORD"}))
 @dg.asset(
     group_name=ERP,
     kinds={"sqlalchemy", "pandas"},
-    pool=AUDIT_WRITER_POOL,
     dagster_type=pandera_schema_to_dagster_type(ErpInventory),
     metadata=column_schema_metadata(ErpInventory),
     description="ERP stock per SKU and warehouse that passed every rule (non-negative, mapped "
@@ -56,7 +54,6 @@ def erp_inventory(
 @dg.asset(
     group_name=PORTAL_SYNC,
     kinds={"sparklayer", "duckdb"},
-    pool=AUDIT_WRITER_POOL,
     description="Available stock in the portal per SKU and stock location; only changed "
     "levels are pushed, and every change is kept as history.",
 )

@@ -20,7 +20,6 @@ from b2b_pipeline.defs.resources import (
     AuditResource,
     PipelineResource,
 )
-from b2b_pipeline.defs.systems import AUDIT_WRITER_POOL
 
 
 class OrderIntakeConfig(dg.Config):
@@ -35,7 +34,6 @@ class OrderIntakeConfig(dg.Config):
 @dg.asset(
     group_name=ORDERS,
     kinds={"sparklayer", "pandas"},
-    pool=AUDIT_WRITER_POOL,
     # Orders are checked against the accounts and prices the portal shows, so in a full cycle
     # they come after those syncs.
     deps=["portal_customers", "portal_price_lists"],
@@ -77,8 +75,6 @@ def portal_orders(
 @dg.asset(
     group_name=ORDERS,
     kinds={"pandas"},
-    # It reads the exception queue and the sync state: a reader also locks DuckDB's file.
-    pool=AUDIT_WRITER_POOL,
     description="Every order rule applied: live status, account mapping, authorisation, "
     "catalogue and tax, pricing against the ERP, payment mapping.",
 )
@@ -103,7 +99,6 @@ def validated_orders(
 @dg.asset(
     group_name=ORDERS,
     kinds={"sqlalchemy", "duckdb"},
-    pool=AUDIT_WRITER_POOL,
     description="Approved orders posted to the ERP (external_ref = portal purchase id, so a "
     "rerun never posts twice), exceptions queued, and the order cursor advanced.",
 )
@@ -134,7 +129,6 @@ def erp_sales_orders(
 @dg.asset(
     group_name=ORDERS,
     kinds={"duckdb"},
-    pool=AUDIT_WRITER_POOL,
     description="The exception queue's new order entries from this run, and one alert digest.",
 )
 def order_exceptions(
@@ -175,7 +169,6 @@ def order_exceptions(
 @dg.asset(
     group_name=ORDERS,
     kinds={"sparklayer"},
-    pool=AUDIT_WRITER_POOL,
     deps=[erp_sales_orders],
     description="ERP order numbers written back to the portal (purchase_identifiers.internal).",
 )

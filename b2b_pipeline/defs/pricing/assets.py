@@ -35,7 +35,6 @@ from b2b_pipeline.defs.resources import (
     PipelineResource,
 )
 from b2b_pipeline.defs.systems import (
-    AUDIT_WRITER_POOL,
     audit_events,
     column_schema_metadata,
     file_exceptions,
@@ -73,7 +72,6 @@ class PriceSyncConfig(dg.Config):
 @dg.asset(
     group_name=ERP,
     kinds={"sqlalchemy", "pandas"},
-    pool=AUDIT_WRITER_POOL,
     dagster_type=pandera_schema_to_dagster_type(ErpProducts),
     metadata=column_schema_metadata(ErpProducts),
     description="The ERP catalogue (unique SKUs); every priced or stocked SKU must be in it.",
@@ -98,7 +96,6 @@ def erp_products(
 
 @dg.multi_asset(
     group_name=ERP,
-    pool=AUDIT_WRITER_POOL,
     outs={
         "erp_price_lists": dg.AssetOut(
             kinds={"sqlalchemy", "pandas"},
@@ -153,7 +150,6 @@ def erp_price_data(
 @dg.asset(
     group_name=PORTAL_SYNC,
     kinds={"sparklayer"},
-    pool=AUDIT_WRITER_POOL,
     description="Every ERP price list in the portal with exactly the ERP's breaks: missing "
     "lists created first, then only the SKUs whose breaks changed sent, 500 per call.",
 )
@@ -422,7 +418,6 @@ class PriceProbeConfig(dg.Config):
 @dg.asset(
     group_name=PORTAL_SYNC,
     kinds={"sparklayer"},
-    pool=AUDIT_WRITER_POOL,
     # Lineage: it checks what the price and customer syncs left on the portal.
     deps=[portal_price_lists, "portal_customers"],
     description="Asks the portal (fetch-customer-pricing) what a sample of accounts would pay "
