@@ -176,6 +176,7 @@ def test_unreachable_erp_is_one_line_without_password(simulator, monkeypatch) ->
 # -- b2b-pipeline run -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_run_prints_a_summary_and_exits_0_with_exceptions_queued(pipeline) -> None:
     pipeline.run("full_cycle_job")  # accounts and prices in the portal, so buyers can order
     # Two orders: one for a good account, one whose account goes on credit hold before the run.
@@ -200,6 +201,7 @@ def test_run_prints_a_summary_and_exits_0_with_exceptions_queued(pipeline) -> No
     assert list(pipeline.sales_orders()["external_ref"]) == [pid(good)]
 
 
+@pytest.mark.slow
 def test_run_exits_1_and_names_the_check_when_a_check_finds_a_problem(pipeline) -> None:
     pipeline.erp.set_customer_group("CUST0002", "franchise")  # no portal group mapped
     result = b2b("run")
@@ -214,6 +216,7 @@ def test_run_exits_1_and_names_the_check_when_a_check_finds_a_problem(pipeline) 
     assert "ERP groups with no portal group: franchise" in result.stdout
 
 
+@pytest.mark.slow
 def test_portal_failing_during_the_run_is_one_line_naming_the_portal(pipeline) -> None:
     """The portal answers at the start, then fails on the orders: the Dagster step failure is
     unwrapped to the portal's own message, not "Error occurred while executing op"."""

@@ -109,6 +109,7 @@ def invoke(*args: str, env: dict[str, str] | None = None):
     return CliRunner().invoke(cli, list(args), env=env)
 
 
+@pytest.mark.slow
 def test_close_pack_html_csv_and_json_show_the_same_figures_and_every_reason(
     pipeline: Pipeline, tmp_path: Path
 ) -> None:
@@ -288,6 +289,7 @@ def test_audit_verify_catches_an_edited_deleted_or_inserted_row_and_passes_an_in
     assert invoke("audit", "verify").exit_code == 0
 
 
+@pytest.mark.slow
 def test_prices_shows_what_the_account_saw_before_and_after_a_price_change(
     pipeline: Pipeline,
 ) -> None:

@@ -152,6 +152,7 @@ def portal_stock(pipeline) -> dict[tuple[str, str], int]:
 # --- the first sync, a sync with nothing to do, a few changed records ----------------------
 
 
+@pytest.mark.slow
 def test_first_sync_mirrors_the_erp_and_later_syncs_send_only_what_changed(pipeline):
     started = datetime.now(UTC)
     results = sync_master_data(pipeline)
@@ -251,6 +252,7 @@ def test_first_sync_mirrors_the_erp_and_later_syncs_send_only_what_changed(pipel
 # --- incremental changes -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_price_changes_send_only_the_changed_sku_and_history_answers_what_was_seen(pipeline):
     pipeline.run("price_sync_job")
     pipeline.run("customer_sync_job")
@@ -316,6 +318,7 @@ def test_price_changes_send_only_the_changed_sku_and_history_answers_what_was_se
 # --- credit hold and release --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_credit_hold_and_release_stop_and_restart_a_buyers_orders(pipeline):
     defs = pipeline.definitions()
     sensor = defs.resolve_sensor_def("erp_customer_changes_sensor")
@@ -371,6 +374,7 @@ def test_credit_hold_and_release_stop_and_restart_a_buyers_orders(pipeline):
 # --- drift -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_price_edited_in_the_portal_is_repaired_nightly_not_by_the_incremental_run(pipeline):
     pipeline.run("price_sync_job")
     erp_price = erp_breaks(pipeline, "PL-TRADE-GBP")[SKU]
@@ -425,6 +429,7 @@ def test_rate_limits_and_server_errors_still_deliver_every_record_exactly_once(p
 # --- refusals and bad ERP rows --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_price_the_portal_refuses_is_queued_and_the_rest_of_the_list_applied(pipeline):
     # The ERP accepts SKU codes longer than the portal's 64 characters (SQLite does not enforce
     # VARCHAR lengths; many ERPs allow longer codes): a real way for one row to be refused.

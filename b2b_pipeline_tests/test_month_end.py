@@ -258,6 +258,7 @@ def test_each_planted_discrepancy_gets_its_own_outcome_and_the_check_says_orders
     assert pack["unexplained"] == {"count": 4, "money": {"GBP": pytest.approx(at_stake)}}
 
 
+@pytest.mark.slow
 def test_a_price_difference_finance_approved_is_explained_and_the_month_closes_clean(
     pipeline: Pipeline,
 ) -> None:
@@ -335,6 +336,7 @@ def test_orders_at_the_last_and_first_second_of_a_month_land_in_their_own_months
         assert view[["portal_orders", "erp_orders"]].sum().tolist() == [1, 1], month
 
 
+@pytest.mark.slow
 def test_two_pipeline_runs_at_once_in_two_processes_lose_no_audit_event(
     pipeline: Pipeline,
 ) -> None:

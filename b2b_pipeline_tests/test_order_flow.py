@@ -705,6 +705,7 @@ def test_a_write_back_the_portal_refuses_is_an_exception_naming_the_order(pipeli
     assert len(erp_orders(pipeline, pid(order))) == 1
 
 
+@pytest.mark.slow
 def test_orders_placed_and_quotes_confirmed_while_the_pipeline_pages_are_posted_once(pipeline):
     import threading
 

@@ -92,6 +92,7 @@ def test_an_order_where_the_group_break_is_cheaper_is_priced_by_the_portal_as_th
 # --- the probe ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_price_probe_flags_a_price_edited_by_hand_and_clears_once_the_sync_repairs_it(
     pipeline,
 ):

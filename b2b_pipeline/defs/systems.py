@@ -165,12 +165,7 @@ def report_sync(
     from b2b_pipeline.domain.sync_log import sync_log_body
 
     if entities:
-        seen = systems.audit.query(
-            "SELECT entity_key, message FROM exceptions "
-            "WHERE last_run_id = $run_id AND status IN ('open', 'approved') "
-            "AND list_contains($entities, entity) ORDER BY opened_at, exception_id",
-            {"run_id": systems.run_id, "entities": list(entities)},
-        )
+        seen = systems.audit.open_exceptions_of_run(systems.run_id, list(entities))
         if len(seen):
             frames = [seen]
             if errors is not None and len(errors):

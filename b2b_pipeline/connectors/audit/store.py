@@ -113,6 +113,56 @@ class AuditStore:
         """Run a read-only query (the CLI and the UI read the views through this)."""
         return self._read(lambda connection: connection.execute(sql, params).df())
 
+    # -- named reads (the Dagster layer and the CLI ask by name; the SQL stays here) ---------
+
+    def posted_order_ids(self, order_ids: list[str]) -> set[str]:
+        """Which of these portal orders have a posting record (``order_postings``)."""
+        found = self.query(
+            "SELECT portal_order_id FROM order_postings WHERE list_contains($ids, portal_order_id)",
+            {"ids": order_ids},
+        )
+        return set(found["portal_order_id"].astype(str))
+
+    def posted_erp_gross(self, order_ids: list[str]) -> pd.DataFrame:
+        """portal_order_id, erp_gross: what the pipeline posted for these orders."""
+        return self.query(
+            "SELECT portal_order_id, erp_gross FROM order_postings "
+            "WHERE list_contains($ids, portal_order_id)",
+            {"ids": order_ids},
+        )
+
+    def order_postings(self) -> pd.DataFrame:
+        """Every posting record, as finance reads it (``v_order_postings``)."""
+        return self.query("SELECT * FROM v_order_postings")
+
+    def approval_events(self) -> pd.DataFrame:
+        """exception_id, approved_by for every approval in the audit trail, oldest first."""
+        return self.query(
+            """
+            SELECT entity_key AS exception_id, detail->>'by' AS approved_by
+            FROM audit_events
+            WHERE entity = 'exception' AND action = 'exception_approved'
+            ORDER BY seq
+            """
+        )
+
+    def last_sync_at(self, entity_key: str) -> Any:
+        """When a sync of ``entity_key`` (e.g. ``inventory``) was last recorded, or None."""
+        return self.query(
+            "SELECT max(occurred_at) AS at FROM audit_events "
+            "WHERE entity = 'sync' AND entity_key = $key",
+            {"key": entity_key},
+        )["at"].iloc[0]
+
+    def open_exceptions_of_run(self, run_id: str, entities: list[str]) -> pd.DataFrame:
+        """entity_key, message of the exceptions a run left open for these entities."""
+        return self.query(
+            "SELECT entity_key, message FROM exceptions "
+            "WHERE last_run_id = $run_id AND status IN ('open', 'approved') "
+            "AND list_contains($entities, entity) ORDER BY opened_at, exception_id",
+            {"run_id": run_id, "entities": entities},
+        )
+
     # -- audit trail ------------------------------------------------------------------------
 
     def append_events(self, events: pd.DataFrame) -> int:

@@ -104,14 +104,7 @@ def approvers(systems: Systems) -> pd.Series:
     Not the queue's ``resolved_by``: once the approved order is retried and posted, the queue
     row is resolved *by the pipeline*, which overwrites the name of the person who approved.
     """
-    events = systems.audit.query(
-        """
-        SELECT entity_key AS exception_id, detail->>'by' AS approved_by
-        FROM audit_events
-        WHERE entity = 'exception' AND action = 'exception_approved'
-        ORDER BY seq
-        """
-    )
+    events = systems.audit.approval_events()
     return events.drop_duplicates("exception_id", keep="last").set_index("exception_id")[
         "approved_by"
     ]
@@ -121,11 +114,7 @@ def posted_erp_gross(systems: Systems, order_ids: list[str]) -> pd.Series:
     """portal_order_id -> the ERP gross the pipeline posted (``order_postings``)."""
     if not order_ids:
         return pd.Series(dtype="float64")
-    posted = systems.audit.query(
-        "SELECT portal_order_id, erp_gross FROM order_postings "
-        "WHERE list_contains($ids, portal_order_id)",
-        {"ids": order_ids},
-    )
+    posted = systems.audit.posted_erp_gross(order_ids)
     return posted.set_index("portal_order_id")["erp_gross"].astype("float64")
 
 

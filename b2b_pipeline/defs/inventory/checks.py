@@ -23,10 +23,7 @@ def inventory_is_fresh(audit: AuditResource) -> dg.AssetCheckResult:
     state = SyncState(store.path)
     state.ensure_schema()
     last_push = state.last_inventory_push()
-    last_sync = store.query(
-        "SELECT max(occurred_at) AS at FROM audit_events "
-        "WHERE entity = 'sync' AND entity_key = 'inventory'"
-    )["at"].iloc[0]
+    last_sync = store.last_sync_at("inventory")
     latest = max((t for t in (last_push, last_sync) if t is not None and t == t), default=None)
     age = datetime.now(UTC) - latest if latest is not None else None
     return dg.AssetCheckResult(

@@ -111,7 +111,7 @@ def erp_totals_match_portal(
 ) -> dg.AssetCheckResult:
     store = audit.get_store()
     tolerance = mappings.load().price_tolerance
-    postings = store.query("SELECT * FROM v_order_postings")
+    postings = store.order_postings()
     if postings.empty:
         return dg.AssetCheckResult(passed=True, metadata={"posted_orders": 0})
     queue = store.exceptions()

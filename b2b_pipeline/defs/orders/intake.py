@@ -383,11 +383,7 @@ def _record_missing_postings(
     finance view and the totals check read it). Orders already recorded are left untouched.
     """
     ids = already["portal_order_id"].astype(str).tolist()
-    recorded = systems.audit.query(
-        "SELECT portal_order_id FROM order_postings WHERE list_contains($ids, portal_order_id)",
-        {"ids": ids},
-    )
-    missing = set(ids) - set(recorded["portal_order_id"].astype(str))
+    missing = set(ids) - systems.audit.posted_order_ids(ids)
     if not missing or existing.empty:
         return
     erp = existing.assign(external_ref=existing["external_ref"].astype(str))
