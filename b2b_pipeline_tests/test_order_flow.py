@@ -30,7 +30,7 @@ from click.testing import CliRunner
 
 from b2b_pipeline.cli.main import cli
 from b2b_pipeline.config.mappings import DEFAULT_MAPPINGS_PATH
-from b2b_pipeline.connectors.sparklayer.purchases import internal_id
+from b2b_pipeline.connectors.sparklayer.purchases import internal_id, visible_id
 from b2b_pipeline.connectors.sparklayer.purchases import purchase_id as pid
 from b2b_pipeline.domain.pricing import resolve_unit_prices
 from b2b_pipeline_tests.conftest import CLIENT_ID, CLIENT_SECRET, SITE_ID
@@ -698,6 +698,7 @@ def test_a_write_back_the_portal_refuses_is_an_exception_naming_the_order(pipeli
     exception = order_exception(pipeline, pid(order))
     assert (exception["category"], exception["reason_code"]) == ("DATA", "WRITE_BACK_REFUSED")
     assert pid(order) in exception["message"] and order_no in exception["message"]
+    assert visible_id(order) in exception["message"]  # the number customer service knows
 
     intake(pipeline)  # the portal accepts it now: the number is written, the exception closes
     assert internal_id(pipeline.portal.get_purchase(pid(order))) == order_no

@@ -190,7 +190,7 @@ class SyncState:
 
     def orders_awaiting_write_back(self, limit: int = 5000) -> pd.DataFrame:
         return self._query(
-            """SELECT portal_order_id, erp_order_no FROM order_tracking
+            """SELECT portal_order_id, visible_id, erp_order_no FROM order_tracking
                WHERE outcome = 'posted' AND NOT internal_written
                  AND erp_order_no IS NOT NULL ORDER BY first_seen_at
                LIMIT ?""",

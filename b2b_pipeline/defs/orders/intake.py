@@ -587,12 +587,14 @@ def write_back_order_numbers(systems: Systems, limit: int = 5000) -> dict[str, i
 def _write_back_refusal(row, error: Exception) -> dict:
     """A WRITE_BACK_REFUSED exception row for an order the portal would not update."""
     reason = getattr(error, "detail", None) or getattr(error, "title", None) or str(error)
+    # The number the buyer and customer service see first; the portal id to find it by.
+    label = f"{row.visible_id} ({row.portal_order_id})" if row.visible_id else row.portal_order_id
     return {
         "entity": "order",
         "entity_key": row.portal_order_id,
         "reason_code": "WRITE_BACK_REFUSED",
         "message": (
-            f"Order {row.portal_order_id} is in the ERP as order {row.erp_order_no}, but the "
+            f"Order {label} is in the ERP as order {row.erp_order_no}, but the "
             f"portal refused to record that number on it ({reason}). Nothing is posted twice; "
             "correct the order in the portal, then retry it to write the number back."
         ),
