@@ -8,17 +8,26 @@ the exception queue and the audit trail.
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
+import pandas as pd
+import pytest
 import requests
 
 from b2b_pipeline.connectors.audit.store import AuditStore
 from b2b_pipeline.connectors.erp.gateway import ErpGateway
 from b2b_pipeline.connectors.sparklayer.client import SparkLayerClient
 from b2b_pipeline.connectors.sync_state import SyncState
+
+if TYPE_CHECKING:
+    from b2b_pipeline.flows.order_intake import IntakeWindow, OrderIntakeResult
+    from b2b_pipeline.simulator.server import SimulatorServer
 
 
 @dataclass
@@ -113,6 +122,50 @@ class Pipeline:
     def cancel(self, purchase_id: str) -> dict:
         return self.change_purchase(purchase_id, calculated_fulfilment_status="cancelled")
 
+    def map_company(self, company_id: str, account_code: str) -> None:
+        """Give a portal company its ERP account (``accounting_id``), as the customer sync or an
+        account manager would."""
+        customer = self.portal.get_customer(company_id, lookup_by="sparklayer")
+        assert customer is not None, company_id
+        self.portal.put_customer({**customer, "accounting_id": account_code}, "sparklayer")
+
+    def erp_unit_price(self, account: str, sku: str, quantity: int) -> float:
+        """What the ERP's own price rule charges this account (the order check's yardstick)."""
+        from b2b_pipeline.domain.pricing import resolve_unit_prices
+
+        prices = resolve_unit_prices(
+            pd.DataFrame(
+                {"line_key": [0], "account_code": [account], "sku": [sku], "quantity": [quantity]}
+            ),
+            self.erp.read_customers(),
+            self.erp.read_price_lists(),
+            self.erp.read_price_list_items(),
+        )
+        return float(prices["erp_unit_price"].iloc[0])
+
+    def order_intake(
+        self,
+        window: IntakeWindow | None = None,
+        *,
+        run_id: str = "flow-test",
+        webhook_url: str | None = None,
+    ) -> OrderIntakeResult:
+        """The order intake flow called directly, on the real connectors, without Dagster."""
+        from b2b_pipeline.config.mappings import load_mappings
+        from b2b_pipeline.connectors.alerts import AlertNotifier
+        from b2b_pipeline.flows.order_intake import run_order_intake
+
+        return run_order_intake(
+            portal=self.portal,
+            erp=self.erp,
+            audit=self.audit,
+            state=SyncState(self.audit.path),
+            mappings=load_mappings(None),
+            alerts=AlertNotifier(webhook_url),
+            run_id=run_id,
+            window=window,
+        )
+
     def register_company(self, name: str, email: str) -> dict:
         response = requests.post(
             f"{self.url}/_sim/customers/register",
@@ -137,3 +190,90 @@ class Pipeline:
         return self.erp.read_sales_orders(
             dt.datetime(2000, 1, 1, tzinfo=dt.UTC), dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
         )
+
+
+# --- a portal filled by the project's own master-data sync --------------------------------------
+
+
+def sync_master_data() -> None:
+    """Prices and customers to the portal, as the schedules do before orders arrive (prices
+    first: a customer is pointed at its price lists only once they are filled), with the
+    project's own jobs on the systems the environment names."""
+    from b2b_pipeline.definitions import build_definitions
+
+    defs = build_definitions()
+    for job, config in (
+        ("price_sync_job", {"ops": {"portal_price_lists": {"config": {"full_comparison": True}}}}),
+        ("customer_sync_job", {}),
+    ):
+        result = defs.resolve_job_def(job).execute_in_process(
+            run_config=config, instance=dg.DagsterInstance.ephemeral()
+        )
+        assert result.success, job
+
+
+def save_synced_portal(folder: Path) -> Path:
+    """The simulator's saved state (a file in ``folder``) after the project's price and customer
+    syncs of the demo ERP. The ERP seed is deterministic, so any freshly seeded ERP is the one
+    this portal was synced from: a module syncs once (about 3 s) and each test starts its own
+    simulator from a copy (:func:`simulator_from`)."""
+    from b2b_pipeline.connectors.audit.store import AuditStore
+    from b2b_pipeline.connectors.erp.gateway import ErpGateway
+    from b2b_pipeline.demo import seed_erp
+    from b2b_pipeline.simulator.server import SimulatorServer
+    from b2b_pipeline_tests.conftest import CLIENT_ID, CLIENT_SECRET, SITE_ID
+
+    state = folder / "portal.state"
+    server = SimulatorServer(
+        "127.0.0.1",
+        0,
+        site_id=SITE_ID,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        state_path=state,
+    )
+    server.start()
+    try:
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("B2B_DATA_DIR", str(folder))
+            env.setenv("SPARKLAYER_BASE_URL", server.url)
+            env.setenv("SPARKLAYER_SITE_ID", SITE_ID)
+            env.setenv("SPARKLAYER_CLIENT_ID", CLIENT_ID)
+            env.setenv("SPARKLAYER_CLIENT_SECRET", CLIENT_SECRET)
+            env.setenv("SPARKLAYER_REQUESTS_PER_SECOND", "1000")
+            env.setenv("ERP_DATABASE_URL", f"sqlite:///{folder / 'erp.sqlite'}")
+            env.setenv("B2B_AUDIT_DB", str(folder / "audit.duckdb"))
+            env.delenv("B2B_MAPPINGS", raising=False)
+            env.delenv("B2B_ALERT_WEBHOOK_URL", raising=False)
+            gateway = ErpGateway(f"sqlite:///{folder / 'erp.sqlite'}")
+            gateway.create_schema()
+            seed_erp(gateway)
+            gateway.dispose()
+            AuditStore(folder / "audit.duckdb").ensure_schema()
+            sync_master_data()
+    finally:
+        server.stop()  # saves the state
+    return state
+
+
+@contextmanager
+def simulator_from(saved_state: Path, folder: Path) -> Iterator[SimulatorServer]:
+    """A simulator on a free loopback port, starting from a private copy of a saved portal."""
+    from b2b_pipeline.simulator.server import SimulatorServer
+    from b2b_pipeline_tests.conftest import CLIENT_ID, CLIENT_SECRET, SITE_ID
+
+    state = folder / "portal.state"
+    shutil.copyfile(saved_state, state)
+    server = SimulatorServer(
+        "127.0.0.1",
+        0,
+        site_id=SITE_ID,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        state_path=state,
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -97,7 +97,8 @@ def test_events_from_several_batches_form_one_gapless_chain_that_verifies(
     assert trail["prev_hash"].iloc[1:].tolist() == trail["hash"].iloc[:-1].tolist()
     assert trail["event_id"].is_unique
     assert str(trail["occurred_at"].dt.tz) == "UTC"
-    assert audit.verify() == audit.verify().__class__(ok=True, checked=8, problems=[])
+    result = audit.verify()
+    assert (result.ok, result.complete, result.checked, result.problems) == (True, True, 8, [])
 
 
 def test_a_large_batch_inserted_in_slices_chains_across_the_slice_boundaries(
@@ -106,10 +107,13 @@ def test_a_large_batch_inserted_in_slices_chains_across_the_slice_boundaries(
     from b2b_pipeline.connectors.audit import events
 
     monkeypatch.setattr(events, "_INSERT_SLICE_ROWS", 3)
+    monkeypatch.setattr(events, "_FIRST_STAGE_ROWS", 4)  # staged apart from the rest
 
     audit.append_events(order_events(10))
 
     trail = audit.events()
+    assert trail["seq"].tolist() == list(range(1, 11))
+    assert trail["entity_key"].tolist() == [f"P{n:05d}" for n in range(10)]
     assert trail["prev_hash"].iloc[1:].tolist() == trail["hash"].iloc[:-1].tolist()
     assert audit.verify().ok
 
@@ -190,7 +194,8 @@ def test_text_moved_from_one_field_into_the_next_is_detected(audit: AuditStore) 
     tamper(audit, "UPDATE audit_events SET entity_key = 'P1', action = 'rush|posted' WHERE seq = 1")
 
     assert audit.verify().problems == [
-        "row seq 1 was changed after it was written: its content no longer matches its hash"
+        "audit_events: row seq 1 was changed after it was written: its content no longer "
+        "matches its hash"
     ]
 
 
@@ -209,8 +214,10 @@ def test_a_row_forged_with_a_correct_hash_after_the_end_is_detected(audit: Audit
 
     assert result.checked == 4
     assert result.problems == [
-        "row seq 4 is beyond the last row the store wrote (seq 3): added to the trail from "
-        "outside the pipeline"
+        "audit_events: row seq 4 is beyond the last row the store wrote (seq 3): added to the "
+        "trail from outside the pipeline",
+        "audit_events: row seq 4 is after the last keyed checkpoint (1, events up to seq 3): no "
+        "write of the pipeline leaves events unsealed, so they were added from outside",
     ]
 
 
@@ -225,6 +232,23 @@ def test_deleting_the_last_rows_stays_detected_after_more_events_are_appended(
     problems = audit.verify().problems
     assert any("row seq 5 is missing: deleted from the trail" in p for p in problems)
     assert audit.events()["seq"].tolist() == [1, 2, 3, 4, 6, 7]
+
+
+def test_an_event_without_a_key_is_refused_and_nothing_of_its_batch_is_written(
+    audit: AuditStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from b2b_pipeline.connectors.audit import events
+
+    monkeypatch.setattr(events, "_FIRST_STAGE_ROWS", 2)  # the blank row is in the second part
+    audit.append_events(order_events(2))
+    batch = order_events(5, first=2)
+    batch.loc[3, "entity_key"] = float("nan")
+
+    with pytest.raises(ValueError, match=r"audit events have empty \['entity_key'\]"):
+        audit.append_events(batch)
+
+    assert audit.events()["seq"].tolist() == [1, 2]
+    assert audit.verify().ok
 
 
 def test_details_given_as_dicts_or_plain_text_are_kept_as_json(audit: AuditStore) -> None:

@@ -191,7 +191,7 @@ def test_run_prints_a_summary_and_exits_0_with_exceptions_queued(pipeline) -> No
     assert summary["error"] is None
     assert summary["failed_checks"] == {}
     assert summary["checks"] and all(summary["checks"].values())
-    assert summary["assets"]["portal_orders"]["purchases"] == 2
+    assert summary["assets"]["erp_sales_orders"]["received"] == 2
     assert summary["assets"]["order_exceptions"]["new_exceptions"] == 1
     assert "Traceback" not in result.stderr and "DEBUG" not in result.stderr
 
@@ -224,7 +224,7 @@ def test_portal_failing_during_the_run_is_one_line_naming_the_portal(pipeline) -
         fail_next=[{"method": "GET", "endpoint": "/api/v1/purchases", "status": 503, "count": 50}]
     )
     result = b2b("run")
-    line = assert_one_line_naming(result, "SparkLayer GET /api/v1/purchases", "step portal_orders")
+    line = assert_one_line_naming(result, "SparkLayer GET /api/v1/purchases", "step order_intake")
     assert "gave up after 5 attempts" in line
     assert "DagsterExecutionStepExecutionError" not in result.stderr
     assert "Error occurred while executing" not in result.stderr

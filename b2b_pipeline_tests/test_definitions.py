@@ -34,8 +34,6 @@ ASSET_GROUPS = {
     "portal_price_lists": "portal_sync",
     "portal_price_probe": "portal_sync",
     "portal_stock_levels": "portal_sync",
-    "portal_orders": "orders",
-    "validated_orders": "orders",
     "erp_sales_orders": "orders",
     "order_exceptions": "orders",
     "portal_order_numbers": "orders",
@@ -67,6 +65,20 @@ SENSORS = {
     # Run-status sensors watch every job and start none (Dagster's default 30 s interval).
     "transport_failure_sensor": (None, 30),
     "transport_recovery_sensor": (None, 30),
+}
+# asset -> its checks: each one a promise the product makes, proved after every run.
+CHECKS = {
+    "erp_customers": {"no_unmapped_customer_group"},
+    "erp_price_list_items": {"every_priced_sku_in_catalogue"},
+    "portal_customers": {"customer_price_lists_exist_in_portal", "portal_customers_match_erp"},
+    "portal_price_lists": {"portal_prices_match_erp"},
+    "erp_sales_orders": {
+        "every_live_order_posted_or_queued",
+        "no_on_account_order_pending_payment",
+        "erp_totals_match_portal",
+        "no_draft_or_quote_in_erp",
+    },
+    "month_end_reconciliation": {"reconciliation_fully_explained"},
 }
 # The ERP extracts whose Columns tab is filled from their Pandera model.
 EXTRACTS_WITH_COLUMNS = {
@@ -110,9 +122,7 @@ def validate(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
 def test_workspace_loads_with_placeholder_environment(tmp_path: Path) -> None:
     result = validate(tmp_path, B2B_DATA_DIR=str(tmp_path / "data"))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Validation successful for code location b2b_pipeline.definitions" in (
-        result.stdout + result.stderr
-    )
+    assert "Validation successful for code location b2b_pipeline" in (result.stdout + result.stderr)
 
 
 def test_invalid_mapping_file_stops_the_code_location_naming_the_key(tmp_path: Path) -> None:
@@ -145,6 +155,60 @@ def test_every_asset_has_a_description_a_group_and_kinds(defs: dg.Definitions) -
         assert node.description and len(node.description) > 20, f"{name} has no description"
         assert node.group_name in {"erp", "portal_sync", "orders", "finance"}, name
         assert node.kinds, f"{name} declares no kinds"
+
+
+def test_asset_checks_are_pinned(defs: dg.Definitions) -> None:
+    graph = defs.resolve_asset_graph()
+    checks: dict[str, set[str]] = {}
+    for assets_def in graph.assets_defs:
+        for spec in assets_def.check_specs:
+            checks.setdefault(spec.asset_key.to_user_string(), set()).add(spec.name)
+    assert checks == CHECKS
+
+
+def test_stock_in_the_portal_has_a_freshness_policy_that_matches_its_schedule(
+    defs: dg.Definitions,
+) -> None:
+    """Stock is pushed every 15 minutes: the policy warns after one missed run (20 min) and
+    fails after two (30 min); Dagster's freshness daemon evaluates it in the UI."""
+    from datetime import timedelta
+
+    policy = defs.resolve_asset_graph().get(dg.AssetKey("portal_stock_levels")).freshness_policy
+    assert policy is not None
+    assert (policy.warn_window.to_timedelta(), policy.fail_window.to_timedelta()) == (
+        timedelta(minutes=20),
+        timedelta(minutes=30),
+    )
+
+
+def test_every_asset_has_an_owner_and_its_domain_tag(defs: dg.Definitions) -> None:
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.owners and all(o.startswith("team:") for o in node.owners), key
+        assert node.tags.get("domain") == node.group_name, key
+
+
+def test_dg_check_defs_passes(tmp_path: Path) -> None:
+    """What Dagster recommends for checking a project: ``dg check defs`` loads the location."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("dg")), "check", "defs"],
+        cwd=REPO,
+        env={
+            **os.environ,
+            **PLACEHOLDER_ENV,
+            "DAGSTER_HOME": str(home),
+            "B2B_DATA_DIR": str(tmp_path / "data"),
+            "VIRTUAL_ENV": str(Path(sys.executable).parents[1]),
+        },
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "All definitions loaded successfully" in result.stdout + result.stderr
 
 
 def test_every_asset_check_says_what_it_proves(defs: dg.Definitions) -> None:

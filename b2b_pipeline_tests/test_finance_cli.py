@@ -24,6 +24,7 @@ import pytest
 from click.testing import CliRunner
 
 from b2b_pipeline.cli.main import cli
+from b2b_pipeline.connectors.sparklayer.purchases import visible_id
 from b2b_pipeline_tests.harness import Pipeline
 from b2b_pipeline_tests.test_month_end import (
     EDIT,
@@ -161,7 +162,9 @@ def test_close_pack_html_csv_and_json_show_the_same_figures_and_every_reason(
     )
     assert [row[0] for row in shown][-1] == "EXCEPTION_OPEN"
     deleted_row = next(row for row in shown if row[0] == "MISSING_IN_ERP")
-    assert deleted_row[1] == month.deleted and deleted_row[-2] == money(-gross[month.deleted])
+    # Named by the order number the buyer sees (the portal id is the cell's tooltip).
+    deleted_number = visible_id(pipeline.portal.get_purchase(month.deleted))
+    assert deleted_row[1] == deleted_number and deleted_row[-2] == money(-gross[month.deleted])
 
     # The chart: one for GBP, a portal and an ERP bar per day of October, the amounts in the
     # tooltips (the deleted order's day has nothing in the ERP).
@@ -210,12 +213,21 @@ def test_reconcile_on_screen_lists_the_summary_and_each_difference(pipeline: Pip
     held, _ = place(pipeline, TRADE, f"{MONTH}-07T08:00:00Z", unit_price=1.00)
     pipeline.run("order_intake_job")
 
-    run = invoke("reconcile", "--month", MONTH)
+    run = invoke("reconcile", "--month", MONTH, env={"COLUMNS": "110"})
     assert run.exit_code == 0, run.output  # matched, and one held in the queue with a reason
     assert TRADE in run.stdout and "portal_orders" in run.stdout
     assert "Differences (1):" in run.stdout
-    assert "EXCEPTION_OPEN" in run.stdout and held in run.stdout
-    assert "Held in the exception queue (PRICING PRICE_MISMATCH)" in run.stdout
+    # The order is named by the number the buyer sees, not the portal's internal id.
+    number = visible_id(pipeline.portal.get_purchase(held))
+    assert number and number.startswith("SL-")
+    assert "EXCEPTION_OPEN" in run.stdout and number in run.stdout
+    assert held not in run.stdout and held[:12] not in run.stdout
+    # The reason is wrapped to the terminal, not printed 300 characters wide, and not cut.
+    differences = run.stdout.split("Differences (1):", 1)[1]
+    assert max(len(line) for line in differences.splitlines()) <= 110
+    words = " ".join(differences.split())
+    assert "Held in the exception queue (PRICING PRICE_MISMATCH)" in words
+    assert "fix the price list and retry." in words  # the end of the reason is there
     assert "-2.40" in run.stdout  # money as on a statement, not -2.4
 
 
@@ -250,9 +262,9 @@ def test_audit_verify_catches_an_edited_deleted_or_inserted_row_and_passes_an_in
     assert intact.exit_code == 0, intact.output
     count = len(pipeline.audit.events())
     assert count > 20
-    assert intact.output.strip() == f"Audit trail intact: {count} events checked."
+    assert intact.output.splitlines()[0] == f"Audit trail intact: {count} events checked."
     as_json = json.loads(invoke("audit", "verify", "--format", "json").output)
-    assert as_json == {"ok": True, "checked": count, "problems": []}
+    assert (as_json["ok"], as_json["checked"], as_json["problems"]) == (True, count, [])
 
     # Someone with the DuckDB file and the duckdb module: each edit on its own copy.
     posted = pipeline.audit.events(action="posted").iloc[0]

@@ -20,23 +20,36 @@ from b2b_pipeline.domain.customers import (
     customer_changes,
     customer_groups_needed,
     customers_by_price_list,
+    customers_on_missing_lists,
     desired_portal_customers,
+    filled_lists_only,
     holds_and_releases,
     validate_customers,
 )
-from b2b_pipeline.domain.inventory import stock_changes, stock_levels, validate_inventory
+from b2b_pipeline.domain.inventory import (
+    accepted_stock,
+    refused_stock_exceptions,
+    stock_changes,
+    stock_levels,
+    validate_inventory,
+)
 from b2b_pipeline.domain.price_lists import (
     PRICING_BATCH_SIZE,
+    EmptyPriceExtract,
     PriceListCodeTooLong,
     desired_price_lists,
     effective_price_list_items,
     held_back_skus,
     held_back_with_children,
+    lists_to_compare,
     lists_to_create,
     minimum_pricing_calls,
+    portal_pricing_rows,
     price_changes,
+    price_history,
     price_sync_exceptions,
     pricing_batches,
+    refuse_empty_extract,
     snapshot_after_push,
     validate_price_list_items,
     validate_price_lists,
@@ -431,6 +444,31 @@ def test_customer_specific_list_comes_before_its_group_list(mappings: Mappings) 
     ]
 
 
+def test_a_customer_is_pointed_only_at_lists_the_portal_has_filled(mappings: Mappings) -> None:
+    desired = desired_for([erp_customer("ACME", price_list_code="PL-ACME")], mappings)
+    assert desired.loc[0, "price_lists"] == ["PL-ACME", "PL-TRADE-GBP"]
+
+    only_group = filled_lists_only(desired, {"PL-TRADE-GBP"})
+
+    assert only_group.loc[0, "price_lists"] == ["PL-TRADE-GBP"]
+    assert desired.loc[0, "price_lists"] == ["PL-ACME", "PL-TRADE-GBP"]  # a copy, not a change
+
+
+def test_portal_customers_on_a_list_the_portal_lacks_are_named() -> None:
+    portal = pd.DataFrame(
+        [
+            {"id": "sl-1", "accounting_id": "ACME", "price_lists": ["PL-ACME", "PL-TRADE-GBP"]},
+            {"id": "sl-2", "accounting_id": None, "price_lists": ["PL-GONE"]},
+            {"id": "sl-3", "accounting_id": "BETA", "price_lists": []},
+        ]
+    )
+
+    missing = customers_on_missing_lists(portal, {"PL-TRADE-GBP"})
+
+    assert missing == ["ACME: PL-ACME", "sl-2: PL-GONE"]
+    assert customers_on_missing_lists(pd.DataFrame(), {"PL-TRADE-GBP"}) == []
+
+
 def test_on_hold_group_stops_ordering_and_offers_no_credit(mappings: Mappings) -> None:
     groups = {group["slug"]: group for group in customer_groups_needed(mappings)}
 
@@ -520,6 +558,59 @@ def test_first_sync_sends_every_sku_and_the_snapshot_then_matches() -> None:
     partial = snapshot_after_push(None, first, rejected=rejected)
     resent = price_changes(erp, partial)
     assert resent[["price_list_slug", "sku"]].values.tolist() == [["PL-TRADE-GBP", "WID-0002"]]
+
+
+def test_an_empty_erp_extract_never_empties_the_portal() -> None:
+    with pytest.raises(EmptyPriceExtract, match="refusing to remove every price"):
+        refuse_empty_extract(breaks([]), portal_breaks(CATALOGUE))
+    refuse_empty_extract(breaks([]), None)  # a merchant starting with no prices: fine
+    refuse_empty_extract(breaks(CATALOGUE), portal_breaks([]))
+
+
+def test_price_history_has_every_break_pushed_and_a_removal_closes_the_sku() -> None:
+    first = price_changes(breaks(CATALOGUE), None)
+    gone = price_changes(breaks(CATALOGUE[:3]), portal_breaks(CATALOGUE))
+    pushed_at = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+
+    history = price_history(pd.concat([first, gone]), ERP_PRICE_LISTS, pushed_at=pushed_at)
+
+    rows = history[["price_list_slug", "sku", "min_quantity", "price", "currency"]]
+    assert rows.astype(object).where(rows.notna(), None).values.tolist() == [
+        ["PL-RETAIL-GBP", "WID-0001", 1, 12.0, "GBP"],
+        ["PL-TRADE-GBP", "WID-0001", 1, 10.0, "GBP"],
+        ["PL-TRADE-GBP", "WID-0001", 10, 9.0, "GBP"],
+        ["PL-TRADE-GBP", "WID-0002", 1, 7.5, "GBP"],
+        ["PL-RETAIL-GBP", "WID-0001", None, None, "GBP"],  # removed: validity closed
+    ]
+    assert (history["pushed_at"] == pushed_at).all()
+
+
+def test_the_portals_pricing_read_back_is_one_row_per_break() -> None:
+    answer = [
+        {
+            "sku": "WID-0001",
+            "pricing": [{"quantity": 1, "price": 10.0}, {"quantity": 10, "price": 9}],
+        },
+        {"sku": "WID-0002", "pricing": []},
+    ]
+
+    rows = portal_pricing_rows("PL-TRADE-GBP", answer)
+
+    assert rows.values.tolist() == [
+        ["PL-TRADE-GBP", "WID-0001", 1, 10.0],
+        ["PL-TRADE-GBP", "WID-0001", 10, 9.0],
+    ]
+    empty = portal_pricing_rows("PL-EMPTY", [])  # the portal answers 204 for an empty list
+    assert empty.empty and list(empty.columns) == ["price_list_slug", "sku", "quantity", "price"]
+    assert price_changes(breaks(CATALOGUE), rows)["sku"].tolist() == ["WID-0001", "WID-0002"]
+
+
+def test_beyond_the_comparison_size_a_fixed_spread_of_lists_is_read_back() -> None:
+    slugs = [f"PL-{i:03d}" for i in range(100)]
+    assert lists_to_compare(slugs[:5], 20) == slugs[:5]
+    sample = lists_to_compare(reversed(slugs), 20)
+    assert len(sample) == 20 and sample == lists_to_compare(slugs, 20)
+    assert sample[0] == "PL-000" and sample[-1] >= "PL-090"
 
 
 def test_changed_skus_are_batched_at_500_in_the_wire_shape() -> None:
@@ -820,6 +911,30 @@ def test_only_changed_stock_is_pushed_and_vanished_stock_goes_to_zero() -> None:
     ]
     assert stock_changes(current, current).empty
     assert len(stock_changes(current, None)) == 3
+
+
+def test_a_level_the_portal_refused_is_kept_out_of_the_snapshot_and_queued() -> None:
+    changes = pd.DataFrame(
+        {
+            "stock_location_external_id": ["default", "default", "north"],
+            "sku": ["WID-0001", "WID-0002", "WID-0001"],
+            "stock_level": [6, 2, 4],
+        }
+    )
+    refused = pd.DataFrame(
+        {"sku": ["WID-0001"], "stock_location_external_id": ["north"], "message": "sku: too long"}
+    )
+
+    pushed = accepted_stock(changes, refused)
+    (exception,) = refused_stock_exceptions(refused).to_dict("records")
+
+    assert pushed[["sku", "stock_location_external_id"]].values.tolist() == [
+        ["WID-0001", "default"],
+        ["WID-0002", "default"],
+    ]
+    assert (exception["entity_key"], exception["category"]) == ("WID-0001@north", "DATA")
+    assert "WID-0001 at north: sku: too long" in exception["message"]
+    assert accepted_stock(changes, refused.iloc[0:0]).equals(changes)
 
 
 # --- sync log -----------------------------------------------------------------------------

@@ -534,3 +534,55 @@ def test_bad_erp_rows_are_queued_in_plain_words_and_the_rest_still_syncs(pipelin
     log = pipeline.portal.get_sync_log("b2b-pipeline", "customers")
     assert log["last_full_sync_succeeded"] is False
     assert [e["external_id"] for e in log["errors"]] == ["CUST0901"]
+
+
+# --- stock freshness ----------------------------------------------------------------------
+
+
+def test_portal_stock_goes_stale_when_the_stock_sync_stops_and_is_fresh_right_after_one(
+    pipeline,
+):
+    """The freshness policy on ``portal_stock_levels``, evaluated by the evaluator Dagster's
+    freshness daemon runs (every 30 s under ``dagster dev``), against the runs of the stock job
+    recorded in one Dagster instance, at moments after the last sync (Dagster's clock frozen
+    there, as Dagster's own tests of freshness do)."""
+    import asyncio
+    from datetime import timedelta
+
+    from dagster._core.definitions.freshness import FreshnessState
+    from dagster._core.definitions.freshness_evaluator import (
+        FRESHNESS_EVALUATORS_BY_POLICY_TYPE,
+    )
+    from dagster._core.loader import LoadingContextForTest
+    from dagster._core.test_utils import freeze_time
+
+    defs = pipeline.definitions()
+    node = defs.resolve_asset_graph().get(dg.AssetKey("portal_stock_levels"))
+    policy = node.freshness_policy
+    evaluator = FRESHNESS_EVALUATORS_BY_POLICY_TYPE[type(policy)]()
+    # Measured against the stock schedule: failing after two missed quarter-hours.
+    schedule = defs.resolve_schedule_def("inventory_sync_schedule")
+    assert schedule.cron_schedule == "*/15 * * * *"
+    assert policy.fail_window.to_timedelta() == timedelta(minutes=30)
+    instance = dg.DagsterInstance.ephemeral()
+    job = defs.resolve_job_def("inventory_sync_job")
+
+    def freshness(at: datetime) -> FreshnessState:
+        with freeze_time(at):
+            context = LoadingContextForTest(instance)
+            return asyncio.run(evaluator.evaluate_freshness(context=context, node=node))
+
+    # Before any stock sync Dagster cannot call the stock fresh.
+    assert freshness(datetime.now(UTC)) == FreshnessState.UNKNOWN
+    assert job.execute_in_process(instance=instance).success
+    synced = datetime.now(UTC)
+    assert freshness(synced + timedelta(minutes=1)) == FreshnessState.PASS
+    # One run late: a warning; two schedule intervals without a sync: stale.
+    assert freshness(synced + timedelta(minutes=21)) == FreshnessState.WARN
+    stale_at = synced + timedelta(minutes=31)
+    assert freshness(stale_at) == FreshnessState.FAIL
+
+    # The next stock sync (run at that later moment) makes it fresh again at once.
+    with freeze_time(stale_at):
+        assert job.execute_in_process(instance=instance).success
+    assert freshness(stale_at + timedelta(seconds=5)) == FreshnessState.PASS

@@ -28,6 +28,7 @@ from click.testing import CliRunner
 
 from b2b_pipeline.cli.main import cli
 from b2b_pipeline.connectors.sparklayer.purchases import purchase_id as pid
+from b2b_pipeline.connectors.sparklayer.purchases import visible_id
 from b2b_pipeline_tests.harness import Pipeline
 
 MONTH = "2026-10"
@@ -276,6 +277,13 @@ def test_a_price_difference_finance_approved_is_explained_and_the_month_closes_c
         ["exceptions", "approve", exception_id, "--by", "j.finance", "--accept", "erp-price"],
     )
     assert approved.exit_code == 0, approved.output
+    # A confirmation a person reads, then what the retry did; no Python dict.
+    number = visible_id(pipeline.portal.get_purchase(mispriced))
+    assert approved.stdout.splitlines()[0] == (
+        f"Order {number} approved by j.finance: it will be posted at the ERP's price."
+    )
+    assert f"Order {number} posted to the ERP." in approved.stdout
+    assert "{" not in approved.output
     posted = pipeline.sales_orders().set_index("external_ref")
     erp_gross = float(posted.loc[mispriced, "gross_total"])
     assert erp_gross == pytest.approx(matched_gross), "posted at the ERP's price"
@@ -288,6 +296,10 @@ def test_a_price_difference_finance_approved_is_explained_and_the_month_closes_c
     assert reason.startswith(
         f"Difference approved by j.finance: posted at the ERP price ({exception_id})."
     )
+    # The reason matches the state: approved, nothing left to do; not the advice to go and
+    # "find who changed the order" that an unexplained difference gets.
+    assert reason.endswith("nothing left to do.") and "find who changed" not in reason
+    assert f"portal order {number} totals {portal_gross:.2f} GBP" in reason
     assert float(lines.loc[mispriced, "difference"]) == pytest.approx(erp_gross - portal_gross)
     assert lines.loc[matched, "outcome"] == "MATCHED"
 
@@ -312,7 +324,7 @@ def test_a_price_difference_finance_approved_is_explained_and_the_month_closes_c
     edited = runner.invoke(cli, ["reconcile", "--month", MONTH])
     assert edited.exit_code == 1, edited.output
     assert f"1 order(s) unexplained (GBP {erp_gross + 1 - portal_gross:,.2f})" in edited.stderr
-    assert "the ERP total has changed since" in edited.stdout
+    assert "the ERP total has changed since" in " ".join(edited.stdout.split())  # wrapped
 
 
 def test_orders_at_the_last_and_first_second_of_a_month_land_in_their_own_months(

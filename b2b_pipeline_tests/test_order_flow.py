@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,9 +31,9 @@ from b2b_pipeline.cli.main import cli
 from b2b_pipeline.config.mappings import DEFAULT_MAPPINGS_PATH
 from b2b_pipeline.connectors.sparklayer.purchases import internal_id, visible_id
 from b2b_pipeline.connectors.sparklayer.purchases import purchase_id as pid
+from b2b_pipeline.defs.orders.assets import retry_run_config
 from b2b_pipeline.domain.pricing import resolve_unit_prices
-from b2b_pipeline_tests.conftest import CLIENT_ID, CLIENT_SECRET, SITE_ID
-from b2b_pipeline_tests.harness import Pipeline
+from b2b_pipeline_tests.harness import Pipeline, save_synced_portal, simulator_from
 
 BRAKE = "BRK-0001"  # an active SKU on every demo price list
 
@@ -42,89 +41,18 @@ BRAKE = "BRK-0001"  # an active SKU on every demo price list
 # --- a portal filled by a real master-data sync, once per module --------------------------------
 
 
-def sync_master_data() -> None:
-    """Prices and customers to the portal, as the schedules do before orders arrive (prices
-    first: a customer is pointed at its price lists only once they are filled), with the
-    project's own jobs on the systems the environment names."""
-    import dagster as dg
-
-    from b2b_pipeline.definitions import build_definitions
-
-    defs = build_definitions()
-    for job, config in (
-        ("price_sync_job", {"ops": {"portal_price_lists": {"config": {"full_comparison": True}}}}),
-        ("customer_sync_job", {}),
-    ):
-        result = defs.resolve_job_def(job).execute_in_process(
-            run_config=config, instance=dg.DagsterInstance.ephemeral()
-        )
-        assert result.success, job
-
-
 @pytest.fixture(scope="module")
 def synced_portal_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The simulator's saved state after the project's price and customer syncs of the demo
-    ERP. The ERP seed is deterministic, so each test's freshly seeded ERP is the one this portal
-    was synced from; the sync itself (about 3 s) runs once instead of once per test."""
-    from b2b_pipeline.connectors.audit.store import AuditStore
-    from b2b_pipeline.connectors.erp.gateway import ErpGateway
-    from b2b_pipeline.demo import seed_erp
-    from b2b_pipeline.simulator.server import SimulatorServer
-
-    folder = tmp_path_factory.mktemp("synced_portal")
-    state = folder / "portal.state"
-    server = SimulatorServer(
-        "127.0.0.1",
-        0,
-        site_id=SITE_ID,
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-        state_path=state,
-    )
-    server.start()
-    try:
-        with pytest.MonkeyPatch.context() as env:
-            env.setenv("B2B_DATA_DIR", str(folder))
-            env.setenv("SPARKLAYER_BASE_URL", server.url)
-            env.setenv("SPARKLAYER_SITE_ID", SITE_ID)
-            env.setenv("SPARKLAYER_CLIENT_ID", CLIENT_ID)
-            env.setenv("SPARKLAYER_CLIENT_SECRET", CLIENT_SECRET)
-            env.setenv("SPARKLAYER_REQUESTS_PER_SECOND", "1000")
-            env.setenv("ERP_DATABASE_URL", f"sqlite:///{folder / 'erp.sqlite'}")
-            env.setenv("B2B_AUDIT_DB", str(folder / "audit.duckdb"))
-            env.delenv("B2B_MAPPINGS", raising=False)
-            env.delenv("B2B_ALERT_WEBHOOK_URL", raising=False)
-            gateway = ErpGateway(f"sqlite:///{folder / 'erp.sqlite'}")
-            gateway.create_schema()
-            seed_erp(gateway)
-            gateway.dispose()
-            AuditStore(folder / "audit.duckdb").ensure_schema()
-            sync_master_data()
-    finally:
-        server.stop()  # saves the state
-    return state
+    ERP, made once per module (``harness.save_synced_portal``)."""
+    return save_synced_portal(tmp_path_factory.mktemp("synced_portal"))
 
 
 @pytest.fixture
 def simulator(synced_portal_state: Path, tmp_path: Path):
     """This module's simulator starts from the synced portal (a private copy per test)."""
-    from b2b_pipeline.simulator.server import SimulatorServer
-
-    state = tmp_path / "portal.state"
-    shutil.copyfile(synced_portal_state, state)
-    server = SimulatorServer(
-        "127.0.0.1",
-        0,
-        site_id=SITE_ID,
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-        state_path=state,
-    )
-    server.start()
-    try:
+    with simulator_from(synced_portal_state, tmp_path) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -138,11 +66,7 @@ def _no_dagster_home(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def intake(pipeline: Pipeline, purchase_ids: list[str] | None = None):
     """One order intake run; the conservation check must pass after it, and hold directly."""
-    config = (
-        {"ops": {"portal_orders": {"config": {"purchase_ids": purchase_ids}}}}
-        if purchase_ids
-        else None
-    )
+    config = retry_run_config(purchase_ids) if purchase_ids else None
     result = pipeline.run("order_intake_job", config)
     assert result.success
     assert pipeline.checks(result)["every_live_order_posted_or_queued"] is True

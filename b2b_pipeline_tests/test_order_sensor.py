@@ -2,21 +2,23 @@
 
 ``new_portal_orders_sensor`` starts one ``order_intake_job`` run for whatever is new in the
 portal, never one run per order; its run key is derived from the data, so the same purchases
-never start two runs, and it stands back while a run is already in flight.
+never start two runs, and it stands back while a run is already in flight. The run it requests
+carries its window (the durable order cursor minus the look-back) in typed run config, and
+that run, executed as requested, posts or queues the new orders.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
 
 from b2b_pipeline.connectors.sparklayer.purchases import purchase_id as pid
 from b2b_pipeline.defs.orders.sensors import new_portal_orders_sensor
-from b2b_pipeline.defs.resources import SparkLayerResource
+from b2b_pipeline.defs.resources import AuditResource, SparkLayerResource
 from b2b_pipeline_tests.conftest import CLIENT_ID, CLIENT_SECRET, SITE_ID
 
 
@@ -27,7 +29,7 @@ def instance():
 
 
 @pytest.fixture
-def tick(simulator, instance):
+def tick(simulator, instance, tmp_path):
     """Evaluate the sensor once with a cursor, as one daemon tick does."""
     resources = {
         "sparklayer": SparkLayerResource(
@@ -36,12 +38,17 @@ def tick(simulator, instance):
             client_id=CLIENT_ID,
             client_secret=CLIENT_SECRET,
             requests_per_second=1000.0,
-        )
+        ),
+        # The audit file the ``pipeline`` fixture's runs write (the durable order cursor).
+        "audit": AuditResource(path=str(tmp_path / "data" / "audit.duckdb")),
     }
 
     def evaluate(cursor: str | None = None):
-        context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
-        return new_portal_orders_sensor(context)
+        # As the daemon does: the resources are opened for the tick and closed after it.
+        with dg.build_sensor_context(
+            instance=instance, cursor=cursor, resources=resources
+        ) as context:
+            return new_portal_orders_sensor(context)
 
     return evaluate
 
@@ -146,3 +153,68 @@ def test_the_erp_number_written_back_starts_no_second_run(tick, buyer, pipeline)
     # A purchase that still needs intake (a new order) does start a run.
     newer = buyer(3)
     assert tick(after.cursor).run_requests[0].run_key.endswith(pid(newer))
+
+
+def window_of(request: dg.RunRequest) -> dict:
+    return request.run_config["ops"]["order_intake"]["config"]
+
+
+def test_the_run_requested_carries_the_window_from_the_durable_cursor(tick, buyer, pipeline):
+    from b2b_pipeline.flows.order_intake import DEFAULT_LOOKBACK
+
+    buyer()
+    first = tick()
+    # Nothing handled yet: the run reads from the beginning.
+    assert window_of(first.run_requests[0]).get("updated_gte") is None
+    assert window_of(first.run_requests[0])["purchase_ids"] == []
+
+    pipeline.state.advance_order_cursor(
+        datetime(2026, 3, 3, 9, 30, tzinfo=UTC), "a-purchase", "a-run"
+    )
+    buyer(2)
+    second = tick(first.cursor)
+    start = datetime.fromisoformat(window_of(second.run_requests[0])["updated_gte"])
+    assert start == datetime(2026, 3, 3, 9, 30, tzinfo=UTC) - DEFAULT_LOOKBACK
+
+
+def test_the_run_the_sensor_requests_handles_the_new_orders_once(tick, buyer, pipeline):
+    orders = [buyer(q) for q in (1, 2)]
+    request = tick().run_requests[0]
+    result = pipeline.run("order_intake_job", request.run_config)
+    assert result.success
+    # The buyer's company is not mapped to an ERP account yet: both orders wait in the queue.
+    queued = pipeline.audit.exceptions(status="open")
+    assert sorted(queued["entity_key"]) == sorted(pid(o) for o in orders)
+    assert pipeline.metadata(result, "erp_sales_orders")["received"] == 2
+    assert pipeline.state.order_cursor().purchase_id == pid(orders[-1])
+
+    later = buyer(3)
+    again = tick(json.dumps({"updated_at": None}))  # a sensor that lost its own cursor
+    rerun = pipeline.run("order_intake_job", again.run_requests[0].run_config)
+    assert rerun.success
+    # The window starts at the durable cursor: only the new order is handled, once.
+    assert pipeline.metadata(rerun, "erp_sales_orders")["received"] == 1
+    assert pid(later) in set(pipeline.audit.exceptions(status="open")["entity_key"])
+    assert len(pipeline.audit.exceptions()) == 3
+
+
+def test_a_run_that_left_a_backlog_is_followed_by_another_without_a_new_order(
+    tick, buyer, pipeline, instance
+):
+    orders = [buyer(q) for q in (1, 2, 3)]
+    first = tick()
+    job = pipeline.definitions().resolve_job_def("order_intake_job")
+    # A run that takes at most two purchases (the default is 5,000) leaves the third behind.
+    config = {"ops": {"order_intake": {"config": {"max_orders": 2}}}}
+    assert job.execute_in_process(run_config=config, instance=instance).success
+    assert len(pipeline.audit.exceptions()) == 2
+
+    follow_up = tick(first.cursor)  # nothing new in the portal since the last tick
+    assert isinstance(follow_up, dg.SensorResult) and len(follow_up.run_requests) == 1
+    request = follow_up.run_requests[0]
+    assert "more-after" in request.run_key
+    assert job.execute_in_process(run_config=request.run_config, instance=instance).success
+    assert set(pipeline.audit.exceptions()["entity_key"]) == {pid(o) for o in orders}
+
+    # The backlog is gone: the sensor stands back again.
+    assert isinstance(tick(follow_up.cursor), dg.SkipReason)

@@ -3,8 +3,9 @@
 Starts the embedded simulator in this process, seeds the reference ERP on a temporary SQLite
 file, runs the master-data syncs (accounts and prices in the portal, as in production), then
 places the orders as buyers would (``POST /_sim/orders``: 1 to 20 lines each, active SKUs,
-quantities across the price breaks). Then it runs ``order_intake_job`` (its default batch of at
-most 5,000 orders per run) until no order is left, and prints:
+quantities across the price breaks). Then it runs ``order_intake_job`` (one step, the
+``order_intake`` multi-asset, with its default batch of at most 5,000 orders per run) until no
+order is left, and prints:
 
 - orders per second end to end (portal read, every order rule, posting, exception queue, audit
   trail, ERP number written back to the portal), and per run;
@@ -136,10 +137,11 @@ def main() -> None:
         while True:
             run_started = time.perf_counter()
             result = run("order_intake_job")
+            # The one order intake step reports what it handled on ``erp_sales_orders``.
             handled = next(
-                e.materialization.metadata["purchases"].value
+                e.materialization.metadata["received"].value
                 for e in result.get_asset_materialization_events()
-                if e.materialization.asset_key.to_user_string() == "portal_orders"
+                if e.materialization.asset_key.to_user_string() == "erp_sales_orders"
             )
             if not handled:
                 break

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from b2b_pipeline.config.settings import Settings
+from b2b_pipeline.cli import paths
 
 
 @click.group()
@@ -17,7 +17,7 @@ def init() -> None:
     """Create the reference ERP's tables (no data) where ERP_DATABASE_URL points; safe twice."""
     from b2b_pipeline.connectors.erp.gateway import ErpGateway
 
-    settings = Settings.from_env()
+    settings = paths.settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     gateway = ErpGateway(settings.erp_database_url)
     try:

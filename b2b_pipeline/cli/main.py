@@ -15,13 +15,34 @@ import click
 from b2b_pipeline.cli.commands import register_commands
 
 
+def _audit_file_problem(error: BaseException) -> str | None:
+    """One line for an audit file DuckDB cannot open (a folder, not a DuckDB file, no access).
+
+    Only file-level errors: a lock another process holds is waited out by the store, and any
+    other DuckDB error is a defect that deserves its traceback.
+    """
+    duckdb = sys.modules.get("duckdb")  # not imported: the error cannot be DuckDB's
+    if duckdb is None or not isinstance(error, duckdb.IOException | duckdb.PermissionException):
+        return None
+    from b2b_pipeline.config.settings import Settings
+
+    reason = " ".join(str(error).split())[:300]
+    return f"the audit trail (B2B_AUDIT_DB={Settings.from_env().audit_db}) cannot be used: {reason}"
+
+
 class FriendlyErrors(click.Group):
-    """Turns the errors people can act on into one line and exit status 2."""
+    """Turns the errors people can act on into one line and exit status 2.
+
+    These are the connectors' typed errors (their messages name the system, mask passwords and
+    never carry the client secret), a bad mapping file or setting, and an audit file DuckDB
+    cannot open.
+    """
 
     def invoke(self, ctx: click.Context):
         from b2b_pipeline.config.mappings import InvalidMappings
+        from b2b_pipeline.config.settings import ConfigurationError
 
-        unreachable: tuple[type[BaseException], ...] = (InvalidMappings,)
+        unreachable: tuple[type[BaseException], ...] = (InvalidMappings, ConfigurationError)
         try:
             from b2b_pipeline.connectors.erp.errors import ErpError
 
@@ -32,17 +53,29 @@ class FriendlyErrors(click.Group):
         try:
             from b2b_pipeline.connectors.sparklayer.errors import (
                 AuthenticationError,
+                PortalConfigurationError,
                 PortalUnreachableError,
             )
 
-            unreachable += (PortalUnreachableError, AuthenticationError)
+            unreachable += (PortalUnreachableError, AuthenticationError, PortalConfigurationError)
         except ImportError:  # pragma: no cover
             pass
         try:
             return super().invoke(ctx)
         except unreachable as exc:
-            click.echo(f"b2b-pipeline: {exc}", err=True)
+            click.echo(f"b2b-pipeline: {_one_line(str(exc))}", err=True)
             sys.exit(2)
+        except Exception as exc:
+            problem = _audit_file_problem(exc)
+            if problem is None:
+                raise
+            click.echo(f"b2b-pipeline: {problem}", err=True)
+            sys.exit(2)
+
+
+def _one_line(text: str) -> str:
+    # The contract promises one line; a driver message may carry newlines.
+    return " ".join(text.split())
 
 
 # Commands that never read the operating model (the simulator plays SparkLayer itself).

@@ -12,8 +12,8 @@ import sys
 
 import click
 
+from b2b_pipeline.cli import paths
 from b2b_pipeline.cli.output import emit, format_option
-from b2b_pipeline.config.settings import Settings
 
 
 def _reach_systems() -> None:
@@ -26,7 +26,7 @@ def _reach_systems() -> None:
     from b2b_pipeline.connectors.erp.gateway import ErpGateway
     from b2b_pipeline.connectors.sparklayer.client import SparkLayerClient
 
-    settings = Settings.from_env()
+    settings = paths.settings()
     gateway = ErpGateway(settings.erp_database_url)
     try:
         gateway.ping()

@@ -15,7 +15,7 @@ import os
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,7 +90,7 @@ def describe_step_failure(error: Any) -> tuple[str, str | None]:
     holds our connector's typed error, whose message is the one to show.
     """
     known = _system_error_names()
-    chain = []
+    chain: list[Any] = []
     seen = error
     while seen is not None and len(chain) < 20:
         chain.append(seen)
@@ -159,7 +159,10 @@ def run_job(
 ) -> JobSummary:
     """Run a job of the definitions in this process; ``outputs`` names assets whose values
     the caller wants back (e.g. the reconciliation for the close pack)."""
+    from b2b_pipeline.cli import paths
     from b2b_pipeline.definitions import build_definitions
+
+    paths.settings()  # the data folder pinned for the resources the definitions build
 
     # Built per call, not the module-level ``defs``: the resources read the environment when
     # they are built (the audit file, the mapping file), so a process that points the
@@ -183,11 +186,11 @@ def run_job(
         materialization = event.materialization
         name = materialization.asset_key.to_user_string()
         summary.assets[name] = {k: _plain(v) for k, v in materialization.metadata.items()}
-    for event in result.get_asset_check_evaluations():
-        name = f"{event.asset_key.to_user_string()}:{event.check_name}"
-        summary.checks[name] = event.passed
-        if not event.passed:
-            summary.check_problems[name] = event.description or ""
+    for evaluation in result.get_asset_check_evaluations():
+        name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+        summary.checks[name] = evaluation.passed
+        if not evaluation.passed:
+            summary.check_problems[name] = evaluation.description or ""
     if not result.success:
         failures = [e for e in result.all_events if e.is_step_failure and e.step_failure_data]
         first = next((e for e in failures if e.step_failure_data.error), None)
@@ -197,3 +200,16 @@ def run_job(
             message, _ = describe_step_failure(first.step_failure_data.error)
             summary.error = f"{message} (step {first.step_key})"
     return summary
+
+
+def run_retry(job_name: str, params: Mapping[str, Any]) -> JobSummary:
+    """The ``run_job`` port of ``flows.exception_actions.retry_exceptions``: runs the job a
+    retry needs, ``params`` = ``{"purchase_ids": [...]}`` for the order intake (replay exactly
+    those purchases) or ``{}``."""
+    run_config: dict[str, Any] = {}
+    purchase_ids = list(params.get("purchase_ids") or [])
+    if purchase_ids:
+        from b2b_pipeline.defs.orders.assets import retry_run_config
+
+        run_config = retry_run_config(purchase_ids)
+    return run_job(job_name, run_config)

@@ -7,7 +7,7 @@ import time
 
 import click
 
-from b2b_pipeline.config.settings import Settings
+from b2b_pipeline.cli import paths
 
 
 def _wait_for_portal(base_url: str, seconds: float) -> None:
@@ -58,7 +58,7 @@ def seed(
     from b2b_pipeline.demo import seed_portal
     from b2b_pipeline.demo.erp_seed import demo_erp_frames, summarise
 
-    settings = Settings.from_env()
+    settings = paths.settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     gateway = ErpGateway(settings.erp_database_url)
     try:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from b2b_pipeline.config.settings import SIMULATOR_HOST, SIMULATOR_PORT, Settings
+from b2b_pipeline.cli import paths
+from b2b_pipeline.config.settings import SIMULATOR_HOST, SIMULATOR_PORT
 
 
 @click.command()
@@ -26,7 +27,7 @@ def sim(host: str, port: int, state_file: str | None) -> None:
 
     from b2b_pipeline.simulator.server import serve_forever
 
-    settings = Settings.from_env()
+    settings = paths.settings()
     state_path = Path(state_file) if state_file else settings.data_dir / "sparklayer_sim.state"
     state_path.parent.mkdir(parents=True, exist_ok=True)
     click.echo(f"SparkLayer simulator on http://{host}:{port} (state: {state_path})", err=True)

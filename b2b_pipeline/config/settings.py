@@ -4,6 +4,13 @@ Every endpoint and secret comes from an environment variable; unset means the em
 default (the SparkLayer simulator on loopback, a SQLite reference ERP and a DuckDB audit file
 under ``data/``). This module is the only place that reads these variables, so the README's
 configuration table and this file must agree.
+
+A value that cannot be read (a pacing that is not a positive number) is a
+:class:`ConfigurationError` with one line naming the variable; the CLI prints it and exits 2.
+Addresses are not checked here: building the Dagster definitions reads these settings, and an
+unusable portal or ERP address must fail the step that needs that system, with the
+connector's one-line error (``PortalConfigurationError``, ``ErpConfigurationError``), not the
+loading of every definition.
 """
 
 from __future__ import annotations
@@ -19,6 +26,25 @@ DEMO_CLIENT_ID = "b2b-pipeline-demo"
 DEMO_CLIENT_SECRET = "demo-secret-not-for-production"
 SIMULATOR_HOST = "127.0.0.1"
 SIMULATOR_PORT = 8765
+
+
+class ConfigurationError(ValueError):
+    """An environment variable holds a value the pipeline cannot use (message: one line)."""
+
+
+def _positive_number(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ConfigurationError(
+            f"{name} must be a positive number (requests per second), not {raw[:40]!r}"
+        )
+    return value
 
 
 def data_dir() -> Path:
@@ -61,5 +87,5 @@ class Settings:
             audit_db=Path(audit),
             alert_webhook_url=env.get("B2B_ALERT_WEBHOOK_URL") or None,
             mappings_path=Path(mappings) if mappings else None,
-            sparklayer_requests_per_second=float(env.get("SPARKLAYER_REQUESTS_PER_SECOND") or 20.0),
+            sparklayer_requests_per_second=_positive_number("SPARKLAYER_REQUESTS_PER_SECOND", 20.0),
         )

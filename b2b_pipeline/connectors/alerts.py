@@ -135,7 +135,7 @@ class AlertNotifier:
     @retry(
         retry=retry_if_exception(_worth_retrying),
         stop=stop_after_attempt(3),
-        wait=wait_exponential_jitter(initial=0.5, max=5),
+        wait=wait_exponential_jitter(multiplier=0.5, max=5),
         reraise=True,
     )
     def _post(self, body: dict) -> None:

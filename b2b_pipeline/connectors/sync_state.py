@@ -24,7 +24,10 @@ from typing import TypeVar
 import duckdb
 import pandas as pd
 
-from b2b_pipeline.connectors.audit.connection import run_with_lock_retry
+from b2b_pipeline.connectors.audit.connection import (
+    DEFAULT_LOCK_WAIT_SECONDS,
+    run_with_lock_retry,
+)
 
 T = TypeVar("T")
 
@@ -88,13 +91,32 @@ class OrderCursor:
 
 
 class SyncState:
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+    """The sync state in the audit file at ``path``.
 
-    def _run(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+    Like the audit store, it opens a short connection per operation: reads are read-only (a
+    reader never waits for the writer's lock longer than one write transaction lasts, and never
+    runs DDL), and the schema is made sure of once, on first use (``ensure_audit_schema``: a
+    read-only look at the schema stamp unless the file is new or from an older release).
+    """
+
+    def __init__(
+        self, path: Path | str, *, lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
+    ) -> None:
+        self.path = Path(path)
+        self.lock_wait_seconds = lock_wait_seconds
+        self._schema_ready = False
+
+    def __repr__(self) -> str:
+        return f"SyncState({str(self.path)!r})"
+
+    def _run(self, work: Callable[[duckdb.DuckDBPyConnection], T], *, read_only: bool) -> T:
         """One transaction on the audit file, sharing the audit store's in-process lock and its
         bounded wait for other processes (DuckDB has one writing process at a time)."""
-        return run_with_lock_retry(self.path, work, read_only=False)
+        if not self._schema_ready:
+            self.ensure_schema()
+        return run_with_lock_retry(
+            self.path, work, read_only=read_only, max_wait_seconds=self.lock_wait_seconds
+        )
 
     def _query(self, sql: str, params: list | None = None, **frames: pd.DataFrame) -> pd.DataFrame:
         def work(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -102,7 +124,7 @@ class SyncState:
                 con.register(name, frame)
             return con.execute(sql, params).df()
 
-        return self._run(work)
+        return self._run(work, read_only=True)
 
     def _execute(self, *statements: str, params: list | None = None, **frames: pd.DataFrame):
         def work(con: duckdb.DuckDBPyConnection) -> None:
@@ -111,11 +133,14 @@ class SyncState:
             for statement in statements:
                 con.execute(statement, params)
 
-        self._run(work)
+        self._run(work, read_only=False)
 
     def ensure_schema(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._execute(SCHEMA, MIGRATIONS)
+        """The sync-state tables live in the audit file and are created with its schema."""
+        from b2b_pipeline.connectors.audit.setup import ensure_audit_schema
+
+        ensure_audit_schema(self.path, lock_wait_seconds=self.lock_wait_seconds)
+        self._schema_ready = True
 
     # Orders ------------------------------------------------------------------------------
     def order_cursor(self) -> OrderCursor:

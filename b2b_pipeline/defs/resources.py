@@ -8,11 +8,9 @@ defaults when a variable is unset. Resources only open connections; the business
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import threading
-import weakref
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import PrivateAttr
@@ -20,65 +18,67 @@ from pydantic import PrivateAttr
 from b2b_pipeline.config.mappings import Mappings, load_mappings
 from b2b_pipeline.config.settings import Settings
 
+if TYPE_CHECKING:
+    from b2b_pipeline.connectors.alerts import AlertNotifier
+    from b2b_pipeline.connectors.audit.store import AuditStore
+    from b2b_pipeline.connectors.erp.gateway import ErpGateway
+    from b2b_pipeline.connectors.sparklayer.client import SparkLayerClient
+    from b2b_pipeline.connectors.sparklayer.transport import ClientStats
+    from b2b_pipeline.connectors.sync_state import SyncState
 
-class _PortalCallStats:
-    """What every SparkLayer client handed out by the resource in this process spent its time
-    on (calls, retries, waits on the rate limit), added up.
 
-    Assets open a client per step and let it go when the step ends, so a client's own
-    ``stats`` is gone before anyone can read it. Each client's figures are folded into the
-    process total when it is closed or collected; live clients are summed on reading. Read by
-    the benchmarks (share of a run spent waiting on the portal's rate limit) and for capacity
-    questions: "is the portal's allowance what slows order intake down?".
+class _PortalCalls:
+    """What every SparkLayer client the resource opened in this process spent its time on
+    (calls, retries, waits on the rate limit), added up.
+
+    The resource opens a client when a run (or a sensor tick) starts and closes it when it
+    ends; a closed client's figures are folded into the process total, open ones are summed on
+    reading. Read by the benchmarks (share of a run spent waiting on the portal's rate limit)
+    and for capacity questions: "is the portal's allowance what slows order intake down?".
     """
 
     def __init__(self) -> None:
-        # Re-entrant: a collection triggered while the lock is held may run a client's __del__.
-        self._lock = threading.RLock()
-        self._retired: dict[str, float] = {}
-        self._live: weakref.WeakSet = weakref.WeakSet()
+        self._lock = threading.Lock()
+        # Keyed by ClientStats field: ints for the counters, floats for the waits.
+        self._closed: dict[str, Any] = {}
+        self._open: set[SparkLayerClient] = set()
 
-    def track(self, client) -> None:
+    def opened(self, client: SparkLayerClient) -> None:
         with self._lock:
-            client._counted_out = False
-            self._live.add(client)
+            self._open.add(client)
 
-    def retire(self, client) -> None:
-        # A flag on the client, not membership of the weak set: when the garbage collector
-        # breaks a cycle it clears weak references before it calls __del__.
+    def closed(self, client: SparkLayerClient) -> None:
         with self._lock:
-            if getattr(client, "_counted_out", True):
-                return
-            client._counted_out = True
-            self._live.discard(client)
-            self._add(self._retired, client.stats)
+            if client in self._open:
+                self._open.discard(client)
+                self._add(self._closed, client.stats)
 
     @staticmethod
-    def _add(totals: dict[str, float], stats) -> None:
+    def _add(totals: dict[str, Any], stats: ClientStats) -> None:
         for name in stats.__dataclass_fields__:
             totals[name] = totals.get(name, 0) + getattr(stats, name)
 
-    def snapshot(self):
+    def snapshot(self) -> ClientStats:
         from b2b_pipeline.connectors.sparklayer.transport import ClientStats
 
         with self._lock:
-            totals = dict(self._retired)
-            for client in list(self._live):
+            totals = dict(self._closed)
+            for client in self._open:
                 self._add(totals, client.stats)
         return ClientStats(**totals)
 
     def reset(self) -> None:
         with self._lock:
-            self._retired = {}
-            for client in list(self._live):
+            self._closed = {}
+            for client in self._open:
                 client.reset_stats()
 
 
-_PORTAL_CALLS = _PortalCallStats()
+_PORTAL_CALLS = _PortalCalls()
 
 
-def portal_call_stats():
-    """``ClientStats`` summed over every portal client the resource made in this process
+def portal_call_stats() -> ClientStats:
+    """``ClientStats`` summed over every portal client the resource opened in this process
     (``rate_limit_wait_seconds``: time spent waiting on the rate limit, ours and the portal's)."""
     return _PORTAL_CALLS.snapshot()
 
@@ -87,75 +87,100 @@ def reset_portal_call_stats() -> None:
     _PORTAL_CALLS.reset()
 
 
-@functools.cache
-def _counted_client_class():
-    from b2b_pipeline.connectors.sparklayer.client import SparkLayerClient
-
-    class CountedSparkLayerClient(SparkLayerClient):
-        """A SparkLayerClient whose figures survive it (see ``portal_call_stats``)."""
-
-        def close(self) -> None:
-            _PORTAL_CALLS.retire(self)
-            super().close()
-
-        def __del__(self) -> None:
-            with contextlib.suppress(Exception):  # never raise from a finaliser
-                _PORTAL_CALLS.retire(self)
-
-    return CountedSparkLayerClient
-
-
 class SparkLayerResource(dg.ConfigurableResource):
-    """The SparkLayer API (the embedded simulator when SPARKLAYER_BASE_URL is unset)."""
+    """The SparkLayer API (the embedded simulator when SPARKLAYER_BASE_URL is unset).
+
+    One client per run (or sensor tick), opened when it starts and closed when it ends, so
+    its connection pool and rate limiter serve every call of the run. Assets use ``.client``.
+    """
 
     base_url: str
     site_id: str
     client_id: str
     client_secret: str
     requests_per_second: float = 20.0
+    _client: SparkLayerClient | None = PrivateAttr(default=None)
 
-    def get_client(self):
-        client = _counted_client_class()(
+    def _open(self) -> SparkLayerClient:
+        from b2b_pipeline.connectors.sparklayer.client import SparkLayerClient
+
+        client = SparkLayerClient(
             self.base_url,
             self.site_id,
             self.client_id,
             self.client_secret,
             requests_per_second=self.requests_per_second,
         )
-        _PORTAL_CALLS.track(client)
+        _PORTAL_CALLS.opened(client)
         return client
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._client = self._open()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._client is not None:
+            _PORTAL_CALLS.closed(self._client)
+            self._client.close()
+            self._client = None
+
+    @property
+    def client(self) -> SparkLayerClient:
+        if self._client is None:  # used outside a run (a script, a test): opened on first use
+            self._client = self._open()
+        return self._client
+
+    def get_client(self) -> SparkLayerClient:
+        """A client of its own, for code that closes it (``with resource.get_client()``)."""
+        return self._open()
 
 
 class ErpResource(dg.ConfigurableResource):
     """The ERP database (any SQLAlchemy URL; the SQLite reference ERP by default)."""
 
     database_url: str
-    _gateway: object = PrivateAttr(default=None)
+    _gateway: ErpGateway | None = PrivateAttr(default=None)
 
-    def get_gateway(self):
+    @property
+    def gateway(self) -> ErpGateway:
         from b2b_pipeline.connectors.erp.gateway import ErpGateway
 
         if self._gateway is None:
             self._gateway = ErpGateway(self.database_url)
         return self._gateway
 
+    def get_gateway(self) -> ErpGateway:
+        return self.gateway
+
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._gateway is not None:
             self._gateway.dispose()
+            self._gateway = None
 
 
 class AuditResource(dg.ConfigurableResource):
-    """The DuckDB audit trail, exception queue and sync state (``B2B_AUDIT_DB``)."""
+    """The DuckDB audit trail, exception queue and sync state (``B2B_AUDIT_DB``).
+
+    Opening it costs nothing: the store opens a short connection per operation, and the
+    schema is created once per file and release (``connectors/audit/setup.py``), so a reader
+    never takes the writer's lock to start.
+    """
 
     path: str
 
-    def get_store(self):
+    @property
+    def store(self) -> AuditStore:
         from b2b_pipeline.connectors.audit.store import AuditStore
 
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        store = AuditStore(Path(self.path))
-        store.ensure_schema()
-        return store
+        return AuditStore(Path(self.path))
+
+    @property
+    def state(self) -> SyncState:
+        from b2b_pipeline.connectors.sync_state import SyncState
+
+        return SyncState(Path(self.path))
+
+    def get_store(self) -> AuditStore:
+        return self.store
 
 
 class AlertsResource(dg.ConfigurableResource):
@@ -163,42 +188,31 @@ class AlertsResource(dg.ConfigurableResource):
 
     webhook_url: str | None = None
 
-    def get_notifier(self):
+    @property
+    def notifier(self) -> AlertNotifier:
         from b2b_pipeline.connectors.alerts import AlertNotifier
 
         return AlertNotifier(self.webhook_url)
 
+    def get_notifier(self) -> AlertNotifier:
+        return self.notifier
+
 
 class MappingsResource(dg.ConfigurableResource):
-    """The business mapping file (``B2B_MAPPINGS``; the shipped default when unset)."""
+    """The business mapping file (``B2B_MAPPINGS``; the shipped default when unset), read once
+    per run."""
 
     path: str | None = None
+    _mappings: Mappings | None = PrivateAttr(default=None)
+
+    @property
+    def mappings(self) -> Mappings:
+        if self._mappings is None:
+            self._mappings = load_mappings(self.path)
+        return self._mappings
 
     def load(self) -> Mappings:
-        return load_mappings(self.path)
-
-
-class PipelineResource(dg.ConfigurableResource):
-    """Every system a flow touches, as one resource: an asset asks for ``pipeline`` and opens
-    one :class:`~b2b_pipeline.defs.systems.Systems` bundle for its run."""
-
-    sparklayer: SparkLayerResource
-    erp: ErpResource
-    audit: AuditResource
-    alerts: AlertsResource
-    mappings: MappingsResource
-
-    def open(self, run_id: str):
-        from b2b_pipeline.defs.systems import open_systems
-
-        return open_systems(
-            run_id=run_id,
-            sparklayer=self.sparklayer,
-            erp=self.erp,
-            audit=self.audit,
-            alerts=self.alerts,
-            mappings=self.mappings,
-        )
+        return self.mappings
 
 
 def _env_or_default(name: str, default: str) -> str | dg.EnvVar:
@@ -211,8 +225,8 @@ def _env_or_default(name: str, default: str) -> str | dg.EnvVar:
 def build_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
     """The resources for one environment, from the environment variables.
 
-    Flows use ``pipeline`` (all systems at once); checks and sensors use the single systems
-    they need.
+    Every asset, check and sensor declares the ones it uses (``sparklayer``, ``erp``,
+    ``audit``, ``alerts``, ``mappings``); each is opened for a run and closed after it.
     """
     settings = settings or Settings.from_env()
     systems = {
@@ -236,4 +250,11 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
             path=str(settings.mappings_path) if settings.mappings_path else None
         ),
     }
-    return {**systems, "pipeline": PipelineResource(**systems)}
+    return systems
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    """The systems every asset, check and sensor of ``defs/`` is bound to (loaded by
+    ``dg.load_from_defs_folder`` with the rest of the folder)."""
+    return dg.Definitions(resources=build_resources())

@@ -13,12 +13,14 @@ every sync rather than remembered.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from b2b_pipeline.config.mappings import Mappings
+from b2b_pipeline.domain.exceptions import exception_frame
 from b2b_pipeline.domain.schemas.master_data import (
     AllowedValues,
     ErpCustomers,
@@ -219,6 +221,20 @@ def customer_groups_needed(mappings: Mappings) -> list[dict[str, Any]]:
         }
     )
     return groups
+
+
+def group_slugs(groups: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The slug of each customer group (as the portal lists them, or as
+    :func:`customer_groups_needed` gives them)."""
+    return [slug for group in groups if isinstance(slug := group.get("slug"), str)]
+
+
+def groups_to_create(
+    wanted: list[dict[str, Any]], existing_slugs: Iterable[str]
+) -> list[dict[str, Any]]:
+    """The groups of ``wanted`` the portal does not hold yet, in order."""
+    existing = set(existing_slugs)
+    return [group for group in wanted if group["slug"] not in existing]
 
 
 # --- matching desired against the portal --------------------------------------------------
@@ -459,3 +475,72 @@ def customers_by_price_list(desired: pd.DataFrame) -> pd.DataFrame:
         subset=["price_list_slug"]
     )
     return pairs[["price_list_slug", "account_code", "company_name"]].reset_index(drop=True)
+
+
+def filled_lists_only(desired: pd.DataFrame, filled: set[str]) -> pd.DataFrame:
+    """``desired`` with each account's price lists cut to those in ``filled``.
+
+    A customer is pointed at a list only once the list holds prices on the portal: a buyer
+    must never see an empty list (the price sync fills lists before customers are pointed at
+    them, and the check after the sync compares with the same cut).
+    """
+    if desired.empty:
+        return desired
+    return desired.assign(
+        price_lists=desired["price_lists"].map(
+            lambda slugs: [s for s in (slugs or []) if s in filled]
+        )
+    )
+
+
+def unmapped_customer_groups(erp_customers: pd.DataFrame, mappings: Mappings) -> list[str]:
+    """ERP customer groups the mapping file gives no portal group, sorted."""
+    groups = set(erp_customers["customer_group"].dropna())
+    return sorted(groups - set(mappings.customer_groups))
+
+
+def customers_on_missing_lists(
+    portal_customers: pd.DataFrame, portal_list_slugs: set[str]
+) -> list[str]:
+    """``"<account>: <slug>"`` for every portal customer pointed at a list the portal lacks.
+
+    The account is the customer's ``accounting_id`` (its portal id when it has none).
+    """
+    if portal_customers.empty or "price_lists" not in portal_customers:
+        return []
+    customers = _portal_frame(portal_customers)
+    account = customers["accounting_id"].where(
+        customers["accounting_id"].notna() & (customers["accounting_id"] != ""), customers["id"]
+    )
+    pairs = pd.DataFrame(
+        {"account": account.astype(str), "slug": customers["price_lists"]}
+    ).explode("slug")
+    missing = pairs[pairs["slug"].notna() & ~pairs["slug"].isin(portal_list_slugs)]
+    return sorted(set(missing["account"] + ": " + missing["slug"].astype(str)))
+
+
+def refused_customers(refusals: pd.DataFrame) -> pd.DataFrame:
+    """``PORTAL_REJECTED_RECORD`` exceptions for customers the portal refused.
+
+    ``refusals``: ``account_code``, ``reason`` (the portal's words). The account is sent again
+    by the next sync, so the exception resolves itself once the ERP record is corrected.
+    """
+    if refusals.empty:
+        return exception_frame()
+    accounts = refusals["account_code"].astype(str)
+    return exception_frame(
+        pd.DataFrame(
+            {
+                "entity": "customer",
+                "entity_key": accounts,
+                "account_code": accounts,
+                "reason_code": "PORTAL_REJECTED_RECORD",
+                "message": "The portal refused customer "
+                + accounts
+                + ": "
+                + refusals["reason"].fillna("no reason given").astype(str)
+                + ". Correct the account in the ERP; the next sync sends it again.",
+                "payload": None,
+            }
+        )
+    )

@@ -8,9 +8,13 @@ left the ERP are set to 0 rather than left showing stock that no longer exists.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 import pandas as pd
 
 from b2b_pipeline.config.mappings import Mappings
+from b2b_pipeline.domain.exceptions import exception_frame
 from b2b_pipeline.domain.schemas.master_data import (
     AllowedValues,
     ErpInventory,
@@ -105,8 +109,8 @@ def stock_levels(erp_inventory: pd.DataFrame, mappings: Mappings) -> pd.DataFram
 def stock_changes(current: pd.DataFrame, previous_snapshot: pd.DataFrame | None) -> pd.DataFrame:
     """The rows to push: levels that are new or differ from the snapshot, and 0 for a SKU and
     location the ERP no longer lists. Columns in the batch-update-stock wire shape
-    (``stock_location_external_id``, ``sku``, ``stock_level``); ``.to_dict("records")`` is the
-    body.
+    (``stock_location_external_id``, ``sku``, ``stock_level``); :func:`stock_update_rows` is
+    the body.
     """
     keys = ["sku", "stock_location_external_id"]
     if previous_snapshot is None or previous_snapshot.empty:
@@ -128,4 +132,83 @@ def stock_changes(current: pd.DataFrame, previous_snapshot: pd.DataFrame | None)
         push[STOCK_COLUMNS]
         .sort_values(["stock_location_external_id", "sku"])
         .reset_index(drop=True)
+    )
+
+
+def stock_update_rows(changes: pd.DataFrame) -> list[dict[str, Any]]:
+    """The batch-update-stock body for :func:`stock_changes` rows (one dict per level)."""
+    return [
+        {"stock_location_external_id": location, "sku": sku, "stock_level": int(level)}
+        for location, sku, level in zip(
+            changes["stock_location_external_id"],
+            changes["sku"],
+            changes["stock_level"],
+            strict=True,
+        )
+    ]
+
+
+# --- stock locations and what the portal refused ------------------------------------------
+
+
+def stock_locations_to_create(
+    portal_locations: Iterable[Mapping[str, Any]], mappings: Mappings
+) -> list[str]:
+    """External ids of the mapped stock locations the portal lacks, sorted (create them before
+    pushing stock to them)."""
+    existing = {location.get("external_id") for location in portal_locations}
+    return sorted(set(mappings.stock_locations.values()) - existing)
+
+
+def stock_location_name(external_id: str) -> str:
+    """The display name of a stock location the pipeline creates (``north`` -> ``North``)."""
+    return external_id.title()
+
+
+REFUSED_STOCK_COLUMNS = ["sku", "stock_location_external_id", "message"]
+
+
+def refused_stock_rows(rejected: Iterable[Any]) -> pd.DataFrame:
+    """The client's ``BatchResult.rejected`` of a stock push as rows: ``sku``,
+    ``stock_location_external_id``, ``message`` (the portal's reason)."""
+    rows = [
+        (row.item.get("sku"), row.item.get("stock_location_external_id"), row.message)
+        for row in rejected
+    ]
+    return pd.DataFrame(rows, columns=REFUSED_STOCK_COLUMNS).astype(object)
+
+
+def accepted_stock(changes: pd.DataFrame, refused: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``changes`` the portal took: all but the ``refused`` (SKU, location) pairs."""
+    keys = ["sku", "stock_location_external_id"]
+    if refused.empty:
+        return changes
+    matched = changes[keys].merge(refused[keys].drop_duplicates(), how="left", indicator=True)
+    return changes[(matched["_merge"] == "left_only").to_numpy()]
+
+
+def refused_stock_exceptions(refused: pd.DataFrame) -> pd.DataFrame:
+    """A ``PORTAL_REJECTED_RECORD`` exception per stock level the portal refused; the level
+    stays different from the snapshot, so the next stock sync sends it again."""
+    if refused.empty:
+        return exception_frame()
+    sku = refused["sku"].astype(str)
+    location = refused["stock_location_external_id"].astype(str)
+    return exception_frame(
+        pd.DataFrame(
+            {
+                "entity": "inventory",
+                "entity_key": sku + "@" + location,
+                "account_code": None,
+                "reason_code": "PORTAL_REJECTED_RECORD",
+                "message": "The portal refused the stock level of "
+                + sku
+                + " at "
+                + location
+                + ": "
+                + refused["message"].astype(str)
+                + ". Check the SKU and location; the next stock sync sends it again.",
+                "payload": None,
+            }
+        )
     )

@@ -104,8 +104,10 @@ def live_orders(orders: pd.DataFrame, live_types: list[str]) -> pd.Series:
 def filtered_frame(orders: pd.DataFrame, live_types: list[str]) -> pd.DataFrame:
     """portal_order_id, type, reason for the purchases that are not live orders."""
     live = ", ".join(live_types)
-    reason = orders["type"].map(NOT_LIVE_REASONS).fillna(
-        "type " + orders["type"].astype(str) + " is not a live type (" + live + ")"
+    reason = (
+        orders["type"]
+        .map(NOT_LIVE_REASONS)
+        .fillna("type " + orders["type"].astype(str) + " is not a live type (" + live + ")")
     )
     reason = reason.where(orders["fulfilment_status"] != CANCELLED, "cancelled in the portal")
     return pd.DataFrame(

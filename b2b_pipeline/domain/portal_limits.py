@@ -221,3 +221,100 @@ def address_exceptions(accounts: pd.DataFrame) -> pd.DataFrame:
         for account, count in zip(accounts["account_code"], accounts["addresses"], strict=True)
     ]
     return exception_frame(rows)
+
+
+# --- what each sync holds back ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeldByLimits:
+    """A sync's limit checks and what they hold back.
+
+    ``held``: per row of the frame checked, True when the row is not sent this run;
+    ``exceptions``: the ``PORTAL_LIMIT_EXCEEDED`` rows to queue.
+    """
+
+    checked: list[LimitCheck]
+    held: pd.Series
+    exceptions: pd.DataFrame
+
+    @property
+    def refused(self) -> set[str]:
+        return exceeded(self.checked)
+
+    @property
+    def warnings(self) -> list[str]:
+        return limit_warnings(self.checked)
+
+
+def customer_limits(to_send: pd.DataFrame, *, on_portal: int) -> HeldByLimits:
+    """The limits of a customer sync over its PUTs (``to_send``: ``account_code``, ``action``,
+    ``body``), with the portal holding ``on_portal`` customers now.
+
+    Past the customer limit no new customer is created, while updates (credit holds included)
+    still go; a record carrying more addresses than the portal takes is held alone.
+    """
+    creates = int((to_send["action"] == "create").sum())
+    checked = check_limits({"customers": on_portal + creates})
+    too_many = pd.Series(addresses_over_limit(to_send["body"]), index=to_send.index, dtype=bool)
+    held = too_many.copy()
+    if "customers" in exceeded(checked):
+        held |= to_send["action"] == "create"
+    over = to_send.loc[too_many]
+    problems = pd.concat(
+        [
+            limit_exceptions(checked, entity="customer"),
+            address_exceptions(
+                pd.DataFrame(
+                    {
+                        "account_code": over["account_code"],
+                        # Few rows: only records over the address limit.
+                        "addresses": [len(body["addresses"]) for body in over["body"]],
+                    }
+                )
+            ),
+        ],
+        ignore_index=True,
+    )
+    return HeldByLimits(checked=checked, held=held, exceptions=problems)
+
+
+def price_list_limits(
+    erp_items: pd.DataFrame,
+    portal_items: pd.DataFrame | None,
+    *,
+    desired_slugs: Iterable[str],
+    lists_on_portal: set[str],
+    held_back: pd.DataFrame | None,
+) -> list[LimitCheck]:
+    """The limits of a price sync: the lists the portal would hold once the missing ones are
+    created, and the distinct SKUs it would price (``portal_items``: what it holds now)."""
+    slugs = list(desired_slugs)
+    return check_limits(
+        {
+            "price_lists": projected_count(lists_on_portal, slugs),
+            "products": priced_skus_after_sync(erp_items, portal_items, slugs, held_back),
+        }
+    )
+
+
+def held_by_price_limits(
+    changes: pd.DataFrame,
+    checked: Iterable[LimitCheck],
+    *,
+    lists_on_portal: set[str],
+    portal_items: pd.DataFrame | None,
+) -> pd.Series:
+    """Per change-set row: True when a limit the sync would pass holds it back.
+
+    Past the list limit a list that could not be created cannot be filled (``lists_on_portal``:
+    the lists there after this run's creations); past the product limit no SKU new to the
+    portal is priced. Prices of what the portal already holds still update.
+    """
+    refused = exceeded(checked)
+    held = pd.Series(False, index=changes.index)
+    if "price_lists" in refused:
+        held |= ~changes["price_list_slug"].isin(lists_on_portal)
+    if "products" in refused:
+        held |= new_skus(changes, portal_items)
+    return held

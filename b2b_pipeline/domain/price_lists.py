@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 import duckdb
@@ -484,12 +485,16 @@ def snapshot_after_push(
     )
     kept = previous[(touched["_merge"] == "left_only").to_numpy()]
     new_breaks = applied[["price_list_slug", "sku", "pricing"]].explode("pricing").dropna()
+    # One frame from the break dicts at once (a first sync pushes a million of them).
+    values = pd.DataFrame(new_breaks["pricing"].tolist(), columns=["quantity", "price"]).astype(
+        {"quantity": "int64", "price": "float64"}
+    )
     new_rows = pd.DataFrame(
         {
             "price_list_slug": new_breaks["price_list_slug"].to_numpy(),
             "sku": new_breaks["sku"].to_numpy(),
-            "quantity": [b["quantity"] for b in new_breaks["pricing"]],
-            "price": [b["price"] for b in new_breaks["pricing"]],
+            "quantity": values["quantity"].to_numpy(),
+            "price": values["price"].to_numpy(),
         }
     )
     return pd.concat([kept, new_rows], ignore_index=True).astype(
@@ -594,3 +599,146 @@ def price_sync_exceptions(
     rows["account_code"] = rows["only_account"]
     rows["message"] = rejected_sku.where(~whole_list, failed_list)
     return exception_frame(rows)
+
+
+# --- around a push --------------------------------------------------------------------------
+
+
+class EmptyPriceExtract(ValueError):
+    """The ERP returned no prices at all while the portal holds some."""
+
+
+def refuse_empty_extract(erp_items: pd.DataFrame, portal_items: pd.DataFrame | None) -> None:
+    """Raise :class:`EmptyPriceExtract` rather than remove every price from the portal.
+
+    An empty extract is far more likely a broken ERP read than a merchant with no prices.
+    """
+    if erp_items.empty and portal_items is not None and len(portal_items):
+        raise EmptyPriceExtract(
+            "The ERP returned no prices at all while the portal holds some: refusing to remove "
+            "every price from the portal. Check the ERP's price lists, then rerun."
+        )
+
+
+def portal_list_slugs(portal_lists: pd.DataFrame) -> set[str]:
+    """The slugs of the price lists the portal holds (``iter_price_lists`` as a frame)."""
+    return set(portal_lists["slug"]) if "slug" in portal_lists else set()
+
+
+# What the portal holds, one row per break (the snapshot, or the portal read back).
+_PORTAL_ITEM_DTYPES = {
+    "price_list_slug": "object",
+    "sku": "object",
+    "quantity": "int64",
+    "price": "float64",
+}
+
+
+def portal_pricing_rows(slug: str, items: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """A list's pricing as the portal answered it (``{"sku", "pricing": [{"quantity",
+    "price"}]}`` per SKU) as ``portal_items`` rows: one per break."""
+    per_sku = pd.DataFrame(list(items), columns=["sku", "pricing"])
+    breaks = per_sku.explode("pricing", ignore_index=True).dropna(subset=["pricing"])
+    if breaks.empty:
+        return pd.DataFrame({c: pd.Series(dtype=d) for c, d in _PORTAL_ITEM_DTYPES.items()})
+    values = pd.DataFrame(breaks["pricing"].tolist(), columns=["quantity", "price"])
+    return pd.DataFrame(
+        {
+            "price_list_slug": slug,
+            "sku": breaks["sku"].to_numpy(),
+            "quantity": values["quantity"].astype("int64").to_numpy(),
+            "price": values["price"].astype("float64").to_numpy(),
+        }
+    )
+
+
+def failed_list_rows(slug: str, items: Iterable[Mapping[str, Any]], message: str) -> pd.DataFrame:
+    """Rows of :func:`price_sync_exceptions` for a list whose update failed as a whole: one row
+    naming the list (``sku`` None, with the portal's reason) and one per SKU sent (``items``:
+    its :func:`pricing_batches` body; no message), so those SKUs keep their previous breaks in
+    the snapshot and are sent again next run."""
+    skus = [item["sku"] for item in items]
+    return pd.DataFrame(
+        {
+            "price_list_slug": slug,
+            "sku": [None, *skus],
+            "field": None,
+            "message": [message, *([None] * len(skus))],
+        },
+        columns=["price_list_slug", "sku", "field", "message"],
+    )
+
+
+def applied_changes(changes: pd.DataFrame, not_applied: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``changes`` the portal took (``not_applied``: ``price_list_slug``, ``sku``)."""
+    if not_applied.empty:
+        return changes
+    keys = changes[["price_list_slug", "sku"]].merge(
+        not_applied[["price_list_slug", "sku"]].drop_duplicates(), how="left", indicator=True
+    )
+    return changes[(keys["_merge"] == "left_only").to_numpy()]
+
+
+def price_history(
+    applied: pd.DataFrame, erp_price_lists: pd.DataFrame, *, pushed_at: datetime
+) -> pd.DataFrame:
+    """Every break pushed, valid from ``pushed_at``, for the audit's price history: a removed
+    SKU is one row with no quantity and no price, which closes its validity.
+
+    Columns: ``price_list_slug``, ``sku``, ``min_quantity`` (Int64), ``price`` (Float64),
+    ``currency``, ``pushed_at``.
+    """
+    exploded = applied[["price_list_slug", "sku", "pricing"]].explode("pricing", ignore_index=True)
+    has_break = exploded["pricing"].notna().to_numpy()  # a removed SKU explodes to NaN
+    breaks = pd.DataFrame(
+        exploded.loc[has_break, "pricing"].tolist(),
+        index=exploded.index[has_break],
+        columns=["quantity", "price"],
+    )
+    currency = (
+        erp_price_lists.drop_duplicates("code").set_index("code")["currency"]
+        if "currency" in erp_price_lists
+        else pd.Series(dtype=object)
+    )
+    # Nullable columns built at once: a removed SKU (no break) is a row of NULLs, rather than a
+    # frame of all-NULL rows concatenated onto the breaks, which pandas deprecates.
+    return pd.DataFrame(
+        {
+            "price_list_slug": exploded["price_list_slug"],
+            "sku": exploded["sku"],
+            "min_quantity": breaks["quantity"].reindex(exploded.index).astype("Int64"),
+            "price": breaks["price"].reindex(exploded.index).astype("Float64"),
+            "currency": exploded["price_list_slug"].map(currency),
+            "pushed_at": pushed_at,
+        }
+    )
+
+
+def lists_to_compare(slugs: Iterable[str], most: int) -> list[str]:
+    """Every list, sorted, when there are at most ``most``; else a deterministic spread of
+    ``most`` of them (the same lists on every run, across the whole alphabet)."""
+    ordered = sorted(set(slugs))
+    if len(ordered) <= most:
+        return ordered
+    step = len(ordered) / most
+    return [ordered[int(i * step)] for i in range(most)]
+
+
+def price_drift(
+    slugs: list[str],
+    portal_items: pd.DataFrame,
+    *,
+    erp_items: pd.DataFrame,
+    erp_price_lists: pd.DataFrame,
+    held_back: pd.DataFrame | None,
+) -> pd.DataFrame:
+    """Where the portal's prices of ``slugs`` (``portal_items``, read back) differ from what
+    the ERP implies: :func:`price_changes` rows of those lists only.
+
+    A customer-specific list's effective breaks need its parent's breaks too, compared or not.
+    """
+    compared = erp_price_lists["code"].isin(slugs)
+    parents = set(erp_price_lists.loc[compared, "parent_code"].dropna())
+    erp = erp_items[erp_items["price_list_code"].isin(parents | set(slugs))]
+    drift = price_changes(erp, portal_items, held_back=held_back, erp_price_lists=erp_price_lists)
+    return drift[drift["price_list_slug"].isin(slugs)].reset_index(drop=True)

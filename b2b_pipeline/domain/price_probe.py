@@ -381,3 +381,26 @@ def agreeing_keys(compared: pd.DataFrame) -> list[str]:
     per_pair = compared.groupby(["account_code", "sku"])["differs"].any()
     equal = per_pair[~per_pair]
     return [f"{account}/{sku}" for account, sku in equal.index]
+
+
+def pricing_requests(lines: pd.DataFrame) -> dict[str, list[dict[str, object]]]:
+    """The lines to ask ``fetch-customer-pricing`` per account, by account code:
+    ``[{"sku", "quantity"}]`` in the order of :func:`probe_lines` (one call per account; the
+    client splits at the API's line maximum)."""
+    requests: dict[str, list[dict[str, object]]] = {}
+    for account, asked in lines.groupby("account_code", sort=True):  # one call per account
+        requests[str(account)] = [
+            {"sku": sku, "quantity": int(quantity)}
+            for sku, quantity in zip(asked["sku"], asked["quantity"], strict=True)
+        ]
+    return requests
+
+
+def portal_answers(answers: dict[str, list[dict[str, object]]]) -> pd.DataFrame:
+    """The portal's priced lines per account as one frame for :func:`compare_prices`:
+    ``account_code``, ``sku``, ``quantity``, ``unit_price``, ``error``."""
+    columns = [*PROBE_LINE_COLUMNS, "unit_price", "error"]
+    frames = [pd.DataFrame(rows).assign(account_code=account) for account, rows in answers.items()]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True).reindex(columns=columns)

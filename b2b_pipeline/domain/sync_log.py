@@ -69,8 +69,10 @@ def sync_log_body(
         left_off = len(per_record) - SYNC_LOG_MAX_ERRORS
         if left_off > 0:
             per_record = per_record.iloc[:SYNC_LOG_MAX_ERRORS].copy()
-            per_record.iloc[-1, per_record.columns.get_loc("message")] += (
-                f" | and {left_off} more records failed: see the exception queue"
+            last = per_record.index[-1]
+            per_record.at[last, "message"] = (
+                str(per_record.at[last, "message"])
+                + f" | and {left_off} more records failed: see the exception queue"
             )
         # The portal keeps messages to 2000 characters; cut ours visibly rather than be refused.
         too_long = per_record["message"].str.len() > SYNC_LOG_MAX_MESSAGE
@@ -78,7 +80,11 @@ def sync_log_body(
             per_record.loc[too_long, "message"].str.slice(0, SYNC_LOG_MAX_MESSAGE - 1) + "…"
         )
         entries = [
-            {key: value for key, value in record.items() if value is not None and value == value}
+            {
+                str(key): value
+                for key, value in record.items()
+                if value is not None and value == value
+            }
             for record in per_record.to_dict("records")
         ]
     return {

@@ -132,8 +132,10 @@ def _utc_day(values: pd.Series) -> pd.Series:
 
 def _per_day(frame: pd.DataFrame, system: str) -> pd.DataFrame:
     live = frame.loc[frame["live"]]
-    return live.groupby(["day", "currency"], dropna=False)["gross"].agg(
-        **{f"{system}_orders": "count", f"{system}_gross": "sum"}
+    return (
+        live.groupby(["day", "currency"], dropna=False)["gross"]
+        .agg(["count", "sum"])
+        .rename(columns={"count": f"{system}_orders", "sum": f"{system}_gross"})
     )
 
 
@@ -251,7 +253,7 @@ def _totals(lines: pd.DataFrame, summary: pd.DataFrame) -> list[dict[str, Any]]:
             "erp_gross": round(float(row["erp_gross"]), 2),
             "variance": round(float(row["variance"]), 2),
             "unexplained_lines": int(open_count.get(currency, 0)),
-            "unexplained_money": round(open_lines.money.get(currency, 0.0), 2),
+            "unexplained_money": round(open_lines.money.get(str(currency), 0.0), 2),
         }
         for currency, row in per_currency.iterrows()
     ]
@@ -268,6 +270,9 @@ def _html(
     differences = lines.loc[lines["outcome"] != Outcome.MATCHED.value].copy()
     # Unexplained first (they need someone), then the ones waiting in the queue.
     differences["_queued"] = differences["outcome"].isin(explained)
+    if "approved_difference" in differences:
+        # A difference finance approved is explained too: it sorts with the queued ones.
+        differences["_queued"] |= differences["approved_difference"].fillna(False).astype(bool)
     differences = differences.sort_values(
         ["_queued", "outcome", "account_code", "portal_order_id", "erp_order_no"],
         na_position="first",
@@ -294,4 +299,5 @@ def _html(
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows for the template, with every missing value (NaN, NA, NaT) as ``None``."""
     as_objects = frame.astype(object)
-    return as_objects.where(frame.notna(), None).to_dict(orient="records")
+    records = as_objects.where(frame.notna(), None).to_dict(orient="records")
+    return [{str(key): value for key, value in record.items()} for record in records]

@@ -78,7 +78,7 @@ def _chart(currency: str, days: pd.DataFrame) -> DailyChart:
     x_ticks: list[Tick] = []
     label_every = 1 if len(days) <= 16 else 2
     # A month has at most 31 days per currency: a loop per day is the chart, not a hot path.
-    for index, row in days.iterrows():
+    for index, (_, row) in enumerate(days.iterrows()):
         left = MARGIN_LEFT + index * slot + slot * 0.1
         label = pd.Timestamp(row["day"]).strftime("%Y-%m-%d")
         for offset, system, amount, colour in (

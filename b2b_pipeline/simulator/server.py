@@ -14,8 +14,10 @@ import logging
 import signal
 import socket
 import threading
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import cast
 
 from b2b_pipeline.simulator.app import Portal, Simulator, SimulatorConfig
 from b2b_pipeline.simulator.auth import Credentials
@@ -78,7 +80,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         body = self.rfile.read(length) if length else b""
-        response = self.server.simulator.handle(self.command, self.path, self.headers, body)
+        # The headers' Message reads like a case-insensitive mapping (get, [], in), which is
+        # what the simulator relies on; typeshed just does not declare it a Mapping.
+        headers = cast("Mapping[str, str]", self.headers)
+        response = self.server.simulator.handle(self.command, self.path, headers, body)
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)

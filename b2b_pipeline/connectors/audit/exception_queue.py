@@ -3,6 +3,10 @@
 An exception is keyed by what it is about and why: (entity, entity_key, reason_code). While one
 is open or approved, the same problem seen again (the next sync, a failed retry) updates it
 rather than filing a duplicate, so the queue shows one line per thing a person must do.
+
+Every change to a row (filed, seen again, approved, resolved, ignored, reopened) also seals the
+row's new state in the record ledger (``records.py``) in the same transaction, so an edit of
+the queue made in SQL (an exception turned from open to resolved) is caught by ``audit verify``.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import duckdb
 import pandas as pd
 
 from b2b_pipeline.connectors.audit.events import append_events_in
+from b2b_pipeline.connectors.audit.records import seal_states_in
 from b2b_pipeline.connectors.audit.schema import as_json_sql
 from b2b_pipeline.domain.exceptions import EXCEPTION_COLUMNS, REASONS
 
@@ -118,6 +123,13 @@ def open_exceptions_in(
     filed = connection.execute(
         "SELECT entity, entity_key, reason_code, exception_id, is_new FROM filed_exceptions"
     ).df()
+    seal_states_in(
+        connection,
+        "exceptions",
+        "SELECT exception_id AS record_key FROM filed_exceptions",
+        run_id=run_id,
+        now=now,
+    )
     connection.execute("DROP TABLE filed_exceptions")
     append_events_in(connection, events, occurred_at=now)
     keyed = rows.astype({c: object for c in _KEY})
@@ -163,6 +175,14 @@ def set_exception_status_in(
             "note": note,
             "exception_id": exception_id,
         },
+    )
+    seal_states_in(
+        connection,
+        "exceptions",
+        "SELECT $exception_id AS record_key",
+        params={"exception_id": exception_id},
+        run_id=run_id,
+        now=now,
     )
     extra = (
         ", 'previous_status', $previous, 'status', status, 'by', resolved_by, "
@@ -216,6 +236,13 @@ def resolve_exceptions_for_in(
         return 0
     connection.register("resolved_exceptions", resolved)
     try:
+        seal_states_in(
+            connection,
+            "exceptions",
+            "SELECT exception_id AS record_key FROM resolved_exceptions",
+            run_id=run_id,
+            now=now,
+        )
         extra = ", 'by', 'pipeline', 'decision', decision::JSON"
         events = connection.execute(
             f"""

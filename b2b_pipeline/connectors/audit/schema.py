@@ -10,6 +10,8 @@ from __future__ import annotations
 from b2b_pipeline.domain.reconciliation import MONTH_END_SUMMARY_SQL
 
 TABLES_SQL = """
+-- The hashes are stored uncompressed: hex digests do not compress, and DuckDB's search for a
+-- compression that works tripled the cost of a bulk append (benchmarks/bench_audit.py).
 CREATE TABLE IF NOT EXISTS audit_events (
     seq          BIGINT      NOT NULL,  -- gapless, increasing; no index: the hash chain guards it
     event_id     VARCHAR     NOT NULL,  -- uuid4
@@ -20,8 +22,8 @@ CREATE TABLE IF NOT EXISTS audit_events (
     action       VARCHAR     NOT NULL,
     category     VARCHAR,
     detail       JSON        NOT NULL,
-    prev_hash    VARCHAR     NOT NULL,
-    hash         VARCHAR     NOT NULL
+    prev_hash    VARCHAR     USING COMPRESSION uncompressed NOT NULL,
+    hash         VARCHAR     USING COMPRESSION uncompressed NOT NULL
 );
 
 -- The last seq and hash written, updated in the same transaction as each append, so that
@@ -30,6 +32,39 @@ CREATE TABLE IF NOT EXISTS audit_chain_tip (
     last_seq    BIGINT      NOT NULL,
     last_hash   VARCHAR     NOT NULL,
     updated_at  TIMESTAMPTZ NOT NULL
+);
+
+-- Which trail this file holds: the anchors kept outside the file are filed under this id, so a
+-- copy of the file (a backup, a test's tampered copy) is checked against the same anchors.
+CREATE TABLE IF NOT EXISTS audit_trail (
+    trail_id    VARCHAR     NOT NULL,   -- uuid4, written by the first sealed write
+    created_at  TIMESTAMPTZ NOT NULL
+);
+
+-- One keyed seal per write transaction (checkpoints.py): the events chain's head, the record
+-- ledger's range and digest, and an HMAC over them and the previous seal.
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    checkpoint      BIGINT      NOT NULL,  -- gapless from 1
+    events_seq      BIGINT      NOT NULL,  -- audit_events.seq of the head sealed (0: none yet)
+    events_hash     VARCHAR     NOT NULL,  -- audit_events.hash at events_seq
+    records_seq     BIGINT      NOT NULL,  -- audit_record_states.seq of the last state sealed
+    records_digest  VARCHAR     NOT NULL,  -- sha256 of the ledger rows this checkpoint added
+    key_id          VARCHAR     NOT NULL,  -- which key sealed it (a fingerprint, not the key)
+    sealed_at       TIMESTAMPTZ NOT NULL,
+    run_id          VARCHAR,
+    seal            VARCHAR     NOT NULL   -- HMAC-SHA256, hex
+);
+
+-- The record ledger (records.py): the state of each exception and order posting after every
+-- change the store made, as a hash, so that an edit, deletion or insertion made outside the
+-- store is caught by comparing the tables with their last sealed state.
+CREATE TABLE IF NOT EXISTS audit_record_states (
+    seq          BIGINT      NOT NULL,  -- gapless from 1
+    table_name   VARCHAR     NOT NULL,  -- exceptions | order_postings
+    record_key   VARCHAR     NOT NULL,  -- exception_id | portal_order_id
+    state_hash   VARCHAR     USING COMPRESSION uncompressed,  -- NULL: the row was removed
+    recorded_at  TIMESTAMPTZ NOT NULL,
+    run_id       VARCHAR
 );
 
 CREATE SEQUENCE IF NOT EXISTS exception_number START 1;
@@ -141,6 +176,9 @@ CREATE OR REPLACE VIEW v_month_end_reconciliation AS
 EXPORTED_TABLES = (
     "audit_events",
     "audit_chain_tip",
+    "audit_trail",
+    "audit_checkpoints",
+    "audit_record_states",
     "exceptions",
     "reconciliation_lines",
     "order_postings",
@@ -152,6 +190,5 @@ EXPORTED_TABLES = (
 def as_json_sql(text_sql: str) -> str:
     """SQL turning JSON text into JSON, keeping text that is not JSON as a JSON string, so
     one malformed snapshot never stops a batch from being recorded."""
-    return (
-        f"(CASE WHEN json_valid({text_sql}) THEN ({text_sql})::JSON ELSE to_json({text_sql}) END)"
-    )
+    # One parse for the usual case (valid JSON); json_valid() and a cast parsed it twice.
+    return f"coalesce(TRY_CAST({text_sql} AS JSON), to_json({text_sql}))"

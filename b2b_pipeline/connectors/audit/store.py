@@ -5,11 +5,17 @@ the exception queue, reconciliation lines, order postings and price history
 (contracts/audit-and-finance.md names them all). Each call opens a short-lived connection and
 does its work in one transaction, so an exception is never filed without its audit event, and a
 lock held by another process is waited for (``connection.py``), never lost.
+
+Every write transaction that appended events or changed an exception or a posting ends with a
+keyed checkpoint (``checkpoints.py``; the key: ``keys.py``), and once it has committed, the new
+chain head is appended to the anchor sinks (``anchors.py``; by default ``data/audit.anchors``).
+``verify()`` checks all of it (``verify.py``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
@@ -19,17 +25,26 @@ from typing import Any, TypeVar
 import duckdb
 import pandas as pd
 
-from b2b_pipeline.connectors.audit import exception_queue, price_history
+from b2b_pipeline.connectors.audit import checkpoints, exception_queue, price_history, records
+from b2b_pipeline.connectors.audit.anchors import AnchorSink, ChainHead, default_anchor_sinks
 from b2b_pipeline.connectors.audit.connection import (
     DEFAULT_LOCK_WAIT_SECONDS,
     run_with_lock_retry,
 )
 from b2b_pipeline.connectors.audit.events import append_events_in
-from b2b_pipeline.connectors.audit.schema import EXPORTED_TABLES, TABLES_SQL, VIEWS_SQL
-from b2b_pipeline.connectors.audit.verify import VerifyResult, verify_chain
+from b2b_pipeline.connectors.audit.keys import AuditKey, load_key, load_or_create_key
+from b2b_pipeline.connectors.audit.schema import EXPORTED_TABLES
+from b2b_pipeline.connectors.audit.setup import ensure_audit_schema
+from b2b_pipeline.connectors.audit.verify import (
+    AnchorsRead,
+    VerifyResult,
+    read_trail_id,
+    verify_trail,
+)
 from b2b_pipeline.domain.reconciliation import RECONCILIATION_LINE_COLUMNS
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 # The contract's reconciliation_lines columns, as the domain produces them (month is the key).
 RECONCILIATION_COLUMNS = [c for c in RECONCILIATION_LINE_COLUMNS if c != "month"]
@@ -65,11 +80,20 @@ class AuditStore:
     """The audit trail, exception queue and finance tables in one DuckDB file."""
 
     def __init__(
-        self, path: Path | str, *, lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
+        self,
+        path: Path | str,
+        *,
+        lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS,
+        key: AuditKey | None = None,
+        anchors: Sequence[AnchorSink] | None = None,
     ) -> None:
+        """``key`` and ``anchors`` default to the environment's (``keys.py``, ``anchors.py``),
+        looked up at each use."""
         self.path = Path(path)
         self.lock_wait_seconds = lock_wait_seconds
         self._schema_ready = False
+        self._key = key
+        self._anchors = list(anchors) if anchors is not None else None
 
     def __repr__(self) -> str:
         return f"AuditStore({str(self.path)!r})"
@@ -77,14 +101,60 @@ class AuditStore:
     # -- plumbing ---------------------------------------------------------------------------
 
     def _write(self, work: Callable[[duckdb.DuckDBPyConnection, datetime], T]) -> T:
-        """Run ``work(connection, now)`` in one write transaction, waiting out other writers."""
+        """Run ``work(connection, now)`` in one write transaction, waiting out other writers;
+        the transaction ends with its keyed checkpoint, anchored once it has committed."""
         self._ensure_ready()
-        return run_with_lock_retry(
-            self.path,
-            lambda connection: work(connection, datetime.now(UTC)),
-            read_only=False,
-            max_wait_seconds=self.lock_wait_seconds,
+        audit_file = str(self.path.resolve())
+
+        def transaction(connection: duckdb.DuckDBPyConnection) -> tuple[T, ChainHead | None]:
+            now = datetime.now(UTC)
+            checkpoints.prepare_in(
+                connection, now=now, anchored=self._anchored, audit_file=audit_file
+            )
+            result = work(connection, now)
+            head = checkpoints.seal_in(
+                connection, key_source=self._key_for, now=now, audit_file=audit_file
+            )
+            return result, head
+
+        result, head = run_with_lock_retry(
+            self.path, transaction, read_only=False, max_wait_seconds=self.lock_wait_seconds
         )
+        if head is not None:
+            self._anchor(head, self.anchor_sinks)
+        return result
+
+    @property
+    def anchor_sinks(self) -> list[AnchorSink]:
+        return self._anchors if self._anchors is not None else default_anchor_sinks()
+
+    def _key_for(self, sealed: bool) -> AuditKey | None:
+        """The sealing key; created (demo default) only for a trail never sealed."""
+        if self._key is not None:
+            return self._key
+        return load_key() if sealed else load_or_create_key()
+
+    def _anchored(self) -> bool:
+        """Whether any anchor names this file (asked only of a file with no checkpoint)."""
+        audit_file = str(self.path.resolve())
+        return any(sink.heads(None, audit_file).heads for sink in self.anchor_sinks)
+
+    @staticmethod
+    def _anchor(head: ChainHead, sinks: Sequence[AnchorSink]) -> None:
+        # The write has committed: failing it now would not undo it, so a sink that cannot
+        # take the head is reported, and verify shows the checkpoints not anchored yet.
+        for sink in sinks:
+            try:
+                sink.write(head)
+            except Exception as error:
+                logger.error(
+                    "could not anchor audit checkpoint %d in %s (%s: %s); a rollback to an "
+                    "earlier checkpoint would not be noticed until the next anchor",
+                    head.checkpoint,
+                    sink.description,
+                    type(error).__name__,
+                    error,
+                )
 
     def _read(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         self._ensure_ready()
@@ -97,16 +167,12 @@ class AuditStore:
             self.ensure_schema()
 
     def ensure_schema(self) -> None:
-        """Create the tables and (re)create the views; safe to run any number of times."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Create the tables and views if this file does not have the current schema yet.
 
-        def create(connection: duckdb.DuckDBPyConnection) -> None:
-            connection.execute(TABLES_SQL)
-            connection.execute(VIEWS_SQL)
-
-        run_with_lock_retry(
-            self.path, create, read_only=False, max_wait_seconds=self.lock_wait_seconds
-        )
+        A read-only look at the schema stamp when it does (``setup.py``): a reader never
+        takes the writer's lock to start.
+        """
+        ensure_audit_schema(self.path, lock_wait_seconds=self.lock_wait_seconds)
         self._schema_ready = True
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
@@ -212,9 +278,35 @@ class AuditStore:
         where = " AND ".join(f"{name} = ${name}" for name in given) or "TRUE"
         return self.query(f"SELECT * FROM audit_events WHERE {where} ORDER BY seq", given)
 
-    def verify(self) -> VerifyResult:
-        """Recompute the hash chain; each problem says which seq was changed, deleted or added."""
-        return self._read(verify_chain)
+    def verify(self, *, key: AuditKey | None = None) -> VerifyResult:
+        """Every check of ``verify.py``: the events chain, the keyed seals, the exceptions and
+        postings against their sealed states, and the anchors outside the file. Each problem
+        names the table and the row (seq, checkpoint or key)."""
+        key = key or self._key or load_key()
+        trail_id = self._read(read_trail_id)
+        # The anchors first, the file after: a write committed in between is then ahead of its
+        # anchor, never behind it.
+        audit_file = str(self.path.resolve())
+        readings = [
+            (sink.description, sink.heads(trail_id, audit_file)) for sink in self.anchor_sinks
+        ]
+        anchors = AnchorsRead(trail_id=trail_id, readings=readings)
+        return self._read(lambda connection: verify_trail(connection, key=key, anchors=anchors))
+
+    def chain_head(self) -> ChainHead | None:
+        """The newest sealed checkpoint (None for a trail never sealed)."""
+        audit_file = str(self.path.resolve())
+        return self._read(lambda connection: checkpoints.head(connection, audit_file))
+
+    def anchor_chain_head(self, sinks: Sequence[AnchorSink] | None = None) -> ChainHead | None:
+        """Write the newest sealed checkpoint to ``sinks`` (default: this store's) and return
+        it. Every write already anchors its own checkpoint; this is for another sink (the ERP,
+        a ticket) or after a sink was unavailable. Errors of the sinks are raised."""
+        head = self.chain_head()
+        if head is not None:
+            for sink in self.anchor_sinks if sinks is None else sinks:
+                sink.write(head)
+        return head
 
     # -- exception queue --------------------------------------------------------------------
 
@@ -411,6 +503,13 @@ class AuditStore:
                 """,
                 {"run_id": run_id, "now": now},
             )
+            records.seal_states_in(
+                connection,
+                "order_postings",
+                rows_sql="SELECT *, $run_id AS run_id, $now AS recorded_at FROM incoming_postings",
+                run_id=run_id,
+                now=now,
+            )
             connection.execute("DROP TABLE incoming_postings")
 
         self._write(write)
@@ -463,3 +562,240 @@ class AuditStore:
             return written
 
         return self._read(export)
+
+    # -- reads for the command line and the console -----------------------------------------
+    # The exception queue as people read it: with the order number the buyer sees (from
+    # order_tracking) and the age, filtered in SQL so a queue of 100,000 stays quick.
+
+    _QUEUE_SELECT = """
+        SELECT e.*, t.visible_id AS order_number,
+               round((epoch(current_timestamp) - epoch(e.opened_at)) / 3600.0, 1) AS age_hours
+        FROM exceptions AS e
+        LEFT JOIN order_tracking AS t
+               ON e.entity = 'order' AND t.portal_order_id = e.entity_key
+    """
+
+    def exception_queue(
+        self,
+        *,
+        statuses: Sequence[str] = (),
+        category: str | None = None,
+        reason_code: str | None = None,
+        account_code: str | None = None,
+        older_than_hours: float | None = None,
+        limit: int | None = None,
+    ) -> pd.DataFrame:
+        """The queue, oldest first, with ``order_number`` and ``age_hours``; category and
+        reason match whatever their case; no statuses means every status."""
+        limit_sql = f"LIMIT {int(limit)}" if limit is not None else ""
+        return self.query(
+            f"""
+            {self._QUEUE_SELECT}
+            WHERE (len($statuses) = 0 OR list_contains($statuses, e.status))
+              AND ($category IS NULL OR upper(e.category) = upper($category))
+              AND ($reason IS NULL OR upper(e.reason_code) = upper($reason))
+              AND ($account IS NULL OR e.account_code = $account)
+              AND ($hours IS NULL
+                   OR epoch(current_timestamp) - epoch(e.opened_at) >= $hours * 3600)
+            ORDER BY e.opened_at, e.exception_id
+            {limit_sql}
+            """,
+            {
+                "statuses": list(statuses),
+                "category": category,
+                "reason": reason_code,
+                "account": account_code,
+                "hours": older_than_hours,
+            },
+        )
+
+    def exceptions_by_id(self, exception_ids: Sequence[str]) -> pd.DataFrame:
+        """These exceptions (any status), as :meth:`exception_queue` shows them."""
+        return self.query(
+            f"{self._QUEUE_SELECT} WHERE list_contains($ids, e.exception_id) "
+            "ORDER BY e.opened_at, e.exception_id",
+            {"ids": [str(i) for i in exception_ids]},
+        )
+
+    def find_exceptions(self, reference: str) -> pd.DataFrame:
+        """Exceptions a person may mean by ``reference``: an id prefix (any case), the order
+        number the buyer sees (``SL-100003``) or the portal purchase id; oldest first."""
+        return self.query(
+            f"""
+            {self._QUEUE_SELECT}
+            WHERE starts_with(upper(e.exception_id), upper($ref))
+               OR upper(t.visible_id) = upper($ref)
+               OR e.entity_key = $ref
+            ORDER BY e.opened_at, e.exception_id
+            """,
+            {"ref": reference},
+        )
+
+    def exception_history(self, exception_id: str) -> pd.DataFrame:
+        """Every audit event about one exception (opened, recurred, approved, retried, ...),
+        oldest first: seq, occurred_at, run_id, action, detail."""
+        return self.query(
+            "SELECT seq, occurred_at, run_id, action, detail FROM audit_events "
+            "WHERE entity = 'exception' AND entity_key = $id ORDER BY seq",
+            {"id": exception_id},
+        )
+
+    def account_had_price_lists(self, account_code: str) -> bool:
+        """Whether the pipeline ever gave ``account_code`` price lists in the portal."""
+        found = self.query(
+            "SELECT count(*) AS n FROM customer_price_list_history WHERE account_code = $account",
+            {"account": account_code},
+        )
+        return bool(found["n"].iloc[0])
+
+    def exception_queue_page(
+        self,
+        *,
+        statuses: Sequence[str] = (),
+        category: str | None = None,
+        reason_code: str | None = None,
+        account_code: str | None = None,
+        older_than_hours: float | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> pd.DataFrame:
+        """One page of :meth:`exception_queue` (same columns, order and filters, except that
+        the account matches whatever its case), ``limit`` rows from ``offset``: the console's
+        paged queue. The page is cut before the order numbers are joined, so a screen costs
+        the same in a queue of 100,000."""
+        return self.query(
+            """
+            WITH page AS (
+                SELECT * FROM exceptions AS e
+                WHERE (len($statuses) = 0 OR list_contains($statuses, e.status))
+                  AND ($category IS NULL OR upper(e.category) = upper($category))
+                  AND ($reason IS NULL OR upper(e.reason_code) = upper($reason))
+                  AND ($account IS NULL OR upper(e.account_code) = upper($account))
+                  AND ($hours IS NULL
+                       OR epoch(current_timestamp) - epoch(e.opened_at) >= $hours * 3600)
+                ORDER BY e.opened_at, e.exception_id
+                LIMIT $limit OFFSET $offset
+            )
+            SELECT e.*, t.visible_id AS order_number,
+                   round((epoch(current_timestamp) - epoch(e.opened_at)) / 3600.0, 1)
+                       AS age_hours
+            FROM page AS e
+            LEFT JOIN order_tracking AS t
+                   ON e.entity = 'order' AND t.portal_order_id = e.entity_key
+            ORDER BY e.opened_at, e.exception_id
+            """,
+            {
+                "statuses": list(statuses),
+                "category": category,
+                "reason": reason_code,
+                "account": account_code,
+                "hours": older_than_hours,
+                "limit": max(int(limit), 0),
+                "offset": max(int(offset), 0),
+            },
+        )
+
+    def exception_status_counts(
+        self,
+        *,
+        category: str | None = None,
+        reason_code: str | None = None,
+        account_code: str | None = None,
+        older_than_hours: float | None = None,
+    ) -> dict[str, int]:
+        """How many exceptions of each status match the filters of
+        :meth:`exception_queue_page` (the console's tab counts); every status listed."""
+        counts = self.query(
+            """
+            SELECT status, count(*) AS n FROM exceptions AS e
+            WHERE ($category IS NULL OR upper(e.category) = upper($category))
+              AND ($reason IS NULL OR upper(e.reason_code) = upper($reason))
+              AND ($account IS NULL OR upper(e.account_code) = upper($account))
+              AND ($hours IS NULL
+                   OR epoch(current_timestamp) - epoch(e.opened_at) >= $hours * 3600)
+            GROUP BY status
+            """,
+            {
+                "category": category,
+                "reason": reason_code,
+                "account": account_code,
+                "hours": older_than_hours,
+            },
+        )
+        found = dict(zip(counts["status"], counts["n"].astype(int), strict=True))
+        return {status: int(found.get(status, 0)) for status in exception_queue.EXCEPTION_STATUSES}
+
+    def latest_events(self, entity: str, *, per_key: bool = False) -> pd.DataFrame:
+        """The newest audit event of ``entity`` (with ``per_key``, of each of its entity_keys,
+        e.g. each sync's data type): seq, occurred_at, run_id, entity, entity_key, action,
+        category, detail. The console's sync health reads when each flow last ran here."""
+        return self.query(
+            """
+            WITH newest AS (
+                SELECT max(seq) AS seq FROM audit_events
+                WHERE entity = $entity
+                GROUP BY CASE WHEN $per_key THEN entity_key END
+            )
+            SELECT a.seq, a.occurred_at, a.run_id, a.entity, a.entity_key, a.action,
+                   a.category, a.detail
+            FROM audit_events AS a JOIN newest USING (seq)
+            WHERE a.entity = $entity
+            ORDER BY a.entity_key
+            """,
+            {"entity": entity, "per_key": per_key},
+        )
+
+    def run_activity(self, run_ids: Sequence[str]) -> pd.DataFrame:
+        """What these runs recorded, one row per kind of event: run_id, entity, action,
+        category, events (how many), first_at, last_at (what a sync pushed, which exceptions
+        it raised)."""
+        return self.query(
+            """
+            SELECT run_id, entity, action, category, count(*) AS events,
+                   min(occurred_at) AS first_at, max(occurred_at) AS last_at
+            FROM audit_events
+            WHERE list_contains($ids, run_id)
+            GROUP BY ALL
+            ORDER BY run_id, entity, action, category
+            """,
+            {"ids": [str(run_id) for run_id in run_ids]},
+        )
+
+    def order_numbers(self, portal_order_ids: Sequence[str]) -> pd.Series:
+        """portal_order_id -> the order number the buyer sees (``SL-100003``), from order
+        tracking, for the orders that have one (the console names reconciliation lines so)."""
+        found = self.query(
+            # A semi-join on the unnested ids: list_contains would test each tracked order
+            # against the whole list (10,000 differences of a large month x every order).
+            "SELECT portal_order_id, visible_id FROM order_tracking "
+            "WHERE portal_order_id IN (SELECT unnest($ids)) AND visible_id IS NOT NULL",
+            {"ids": [str(i) for i in portal_order_ids]},
+        )
+        return found.set_index("portal_order_id")["visible_id"].astype(object)
+
+    def reconciliation_outcomes(self, month: str) -> pd.DataFrame:
+        """outcome, lines, computed_at (when the last run filed them) of ``month``'s
+        reconciliation lines: the close pack's outcome counts without reading every line."""
+        return self.query(
+            """
+            SELECT outcome, count(*) AS lines, max(computed_at) AS computed_at
+            FROM reconciliation_lines WHERE month = $month
+            GROUP BY outcome ORDER BY outcome
+            """,
+            {"month": month},
+        )
+
+    def reconciliation_differences(self, month: str) -> pd.DataFrame:
+        """``month``'s reconciliation lines that are not MATCHED (the contract's columns, money
+        as DOUBLE), by portal order: what the close pack lists, without the matched million."""
+        return self.query(
+            """
+            SELECT month, portal_order_id, erp_order_no, account_code, currency,
+                   portal_gross::DOUBLE AS portal_gross, erp_gross::DOUBLE AS erp_gross,
+                   difference::DOUBLE AS difference, outcome, reason, computed_at
+            FROM reconciliation_lines
+            WHERE month = $month AND outcome <> 'MATCHED'
+            ORDER BY portal_order_id
+            """,
+            {"month": month},
+        )

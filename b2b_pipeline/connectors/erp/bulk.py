@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from b2b_pipeline.connectors.erp import schema
-from b2b_pipeline.connectors.erp.frames import chunks, records
+from b2b_pipeline.connectors.erp.frames import chunks, driver_connection, records
 
 
 def bulk_insert(conn: Connection, table: sa.Table, frame: pd.DataFrame) -> None:
@@ -47,7 +47,7 @@ def _executemany_into_sqlite(conn: Connection, table: sa.Table, frame: pd.DataFr
         f"({', '.join(preparer.quote(n) for n in frame.columns)}) "
         f"VALUES ({', '.join('?' for _ in frame.columns)})"
     )
-    cursor = conn.connection.driver_connection.cursor()
+    cursor = driver_connection(conn).cursor()
     try:
         cursor.executemany(sql, zip(*columns, strict=True))
     finally:
@@ -60,7 +60,7 @@ def _sqlite_values(column: sa.Column[Any], values: pd.Series) -> list[Any]:
     if isinstance(kind, schema.UtcDateTime):
         return _timestamp_text(values, "%Y-%m-%d %H:%M:%S.%f").tolist()
     if isinstance(kind, sa.Numeric):
-        rounded = np.round(values.astype("float64"), 4)
+        rounded = values.astype("float64").round(4)
         return rounded.astype(object).where(values.notna(), None).tolist()
     if isinstance(kind, sa.Boolean):
         return values.astype(bool).astype(int).tolist()
@@ -87,7 +87,7 @@ def _copy_into_postgres(conn: Connection, table: sa.Table, frame: pd.DataFrame) 
         if isinstance(kind, schema.UtcDateTime):
             columns.append(_timestamp_text(values, "%Y-%m-%d %H:%M:%S.%f+00:00").tolist())
         elif isinstance(kind, sa.Numeric):
-            rounded = np.round(values.astype("float64"), 4)
+            rounded = values.astype("float64").round(4)
             columns.append(rounded.astype(object).where(values.notna(), None).tolist())
         elif isinstance(kind, sa.Boolean):
             columns.append(values.astype(bool).tolist())
@@ -96,7 +96,7 @@ def _copy_into_postgres(conn: Connection, table: sa.Table, frame: pd.DataFrame) 
     preparer = conn.dialect.identifier_preparer
     names = ", ".join(preparer.quote(n) for n in frame.columns)
     sql = f"COPY {preparer.format_table(table)} ({names}) FROM STDIN"
-    cursor = conn.connection.driver_connection.cursor()
+    cursor = driver_connection(conn).cursor()
     try:
         with cursor.copy(sql) as copy:
             for row in zip(*columns, strict=True):

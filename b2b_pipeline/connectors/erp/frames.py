@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator, Sequence
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import sqlalchemy as sa
@@ -33,6 +33,7 @@ def python_values(column: sa.Column[Any], values: pd.Series) -> list[Any]:
     """One frame column as DBAPI-ready Python values (numpy scalars are not adaptable)."""
     kind = column.type
     missing = values.isna().to_numpy()
+    items: list[Any]
     if isinstance(kind, sa.Numeric):
         return [decimal4(v) for v in values.tolist()]
     if isinstance(kind, sa.Boolean):
@@ -53,7 +54,7 @@ def records(table: sa.Table, frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
-def typed_frame(table: sa.Table, rows: Sequence[Sequence[Any]], names: list[str]) -> pd.DataFrame:
+def typed_frame(table: sa.Table, rows: Sequence[tuple[Any, ...]], names: list[str]) -> pd.DataFrame:
     """Raw DBAPI rows -> a frame with the project's dtypes, converted per column, vectorised."""
     frame = pd.DataFrame.from_records(list(rows), columns=names)
     for name in names:
@@ -97,7 +98,9 @@ def fetch_raw(conn: Connection, stmt: sa.Select[Any]) -> list[tuple[Any, ...]]:
     """Rows as the driver's tuples, skipping SQLAlchemy's per-row objects (large reads)."""
     result = conn.execute(stmt)
     try:
-        return result.cursor.fetchall()
+        # PEP 249 promises only a sequence of sequences; sqlite3 and psycopg give a list of
+        # tuples, which is what the callers (and DataFrame.from_records) rely on.
+        return cast("list[tuple[Any, ...]]", result.cursor.fetchall())
     finally:
         result.close()
 
@@ -115,3 +118,12 @@ def utc_now() -> dt.datetime:
 def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def driver_connection(conn: Connection) -> Any:
+    """The driver's own connection under ``conn``, for the paths SQLAlchemy has no fast form of
+    (SQLite executemany and PRAGMA, PostgreSQL COPY)."""
+    driver = conn.connection.driver_connection
+    if driver is None:  # only once the pool has invalidated it: nothing left to run on
+        raise sa.exc.InvalidRequestError("the ERP connection is no longer open")
+    return driver

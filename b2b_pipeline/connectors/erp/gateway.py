@@ -22,7 +22,7 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
@@ -47,6 +47,7 @@ from b2b_pipeline.connectors.erp.errors import ErpError, ErpRejectedError, ErpUn
 from b2b_pipeline.connectors.erp.frames import (
     chunks,
     decimal4,
+    driver_connection,
     fetch_raw,
     raw_columns,
     records,
@@ -135,7 +136,7 @@ class ErpGateway:
                     f"The ERP at {self.display_url} refused {action}: {reason}. "
                     "Nothing from it was saved."
                 ) from exc
-            if is_missing_table(orig):
+            if orig is not None and is_missing_table(orig):
                 raise ErpError(
                     f"The ERP at {self.display_url} has no reference tables yet ({action}): "
                     "run `b2b-pipeline erp init` first."
@@ -166,14 +167,14 @@ class ErpGateway:
         with self._errors(action), self._engine.connect() as conn:
             relax = bulk_load and self.dialect == "sqlite"
             if relax:
-                conn.connection.driver_connection.execute("PRAGMA synchronous=OFF")
+                driver_connection(conn).execute("PRAGMA synchronous=OFF")
             try:
                 conn.execution_options(**{WRITE_OPTION: True})
                 with conn.begin():
                     yield conn
             finally:
                 if relax:
-                    conn.connection.driver_connection.execute("PRAGMA synchronous=NORMAL")
+                    driver_connection(conn).execute("PRAGMA synchronous=NORMAL")
 
     # -- schema and health -------------------------------------------------------------------
 
@@ -265,7 +266,7 @@ class ErpGateway:
             "currency",
             "payment_method",
         ]
-        rows: list[Sequence[Any]] = []
+        rows: list[tuple[Any, ...]] = []
         with self._reading("looking up posted sales orders") as conn:
             for chunk in chunks(refs, _IN_CHUNK):
                 stmt = (
@@ -301,7 +302,7 @@ class ErpGateway:
                 {
                     name: pd.Series(dtype=dtype)
                     for name, dtype in zip(
-                        POSTING_RESULT_COLUMNS, (object, "int64", bool), strict=True
+                        POSTING_RESULT_COLUMNS, ("object", "int64", "bool"), strict=True
                     )
                 }
             )

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -775,7 +775,7 @@ class _PurchaseReader:
         seen.add(token)
         return True
 
-    def _walk(self, floor: PurchaseKey | None) -> Iterator[Any]:
+    def _walk(self, floor: PurchaseKey | None) -> Generator[Any, None, _Walk]:
         """Page down from the head; with ``floor``, only until entries at or below it (already
         read by the previous walk). Returns a ``_Walk`` (through ``yield from``)."""
         walk = _Walk()

@@ -197,3 +197,25 @@ class PortalUnreachableError(SparkLayerError):
         if self.detail:
             text += f"; {self.detail}"
         return text
+
+
+class PortalConfigurationError(SparkLayerError):
+    """``SPARKLAYER_BASE_URL`` is not an address the client can call: nothing was sent.
+
+    Raised by the first call of a client made with such an address (making the client contacts
+    nothing and never fails, so that a Dagster run fails in the step that needed the portal,
+    with this message, rather than while starting its resources). Never retried: the same
+    address fails the same way. The message is one line naming the variable, the address (with
+    any password in it masked) and what is wrong with it.
+    """
+
+    def __init__(self, address: str, problem: str) -> None:
+        self.address = address
+        self.problem = problem
+        super().__init__(None, "the portal address is not usable", problem)
+
+    def _message(self) -> str:
+        return (
+            f"SparkLayer: SPARKLAYER_BASE_URL {self.address!r} {self.problem}; expected the "
+            "portal's API address, e.g. https://app.sparklayer.io. Nothing was sent."
+        )

@@ -15,6 +15,11 @@ the endpoints, paging and batching on top. Here live the transport rules of the 
   cannot renew the token on a 401, cannot retry a 2xx whose body is not JSON, cannot raise our
   typed errors, and cannot log each retry with the path template.
 - **Errors**: RFC 7807 problem documents (or no body at all) become typed exceptions.
+- **The address** is checked when the transport is made (scheme http or https, a host, a
+  numeric port, no spaces) but refused only by the first call, as a ``PortalConfigurationError``
+  in one line: requests would otherwise raise ``InvalidURL``/``InvalidSchema`` from deep inside
+  the first call (a 40-line traceback), and a Dagster resource that failed while starting would
+  fail the whole run before any step, with no step failure saying why.
 - **Accounting**: ``ClientStats`` says how many calls and retries were made and how long was
   spent waiting on rate limits, so benchmarks can report it.
 
@@ -34,7 +39,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from importlib import metadata
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 from pyrate_limiter import Limiter
@@ -55,6 +60,7 @@ from b2b_pipeline.connectors.sparklayer.errors import (
     InvalidRequestError,
     MalformedResponseError,
     NotFoundError,
+    PortalConfigurationError,
     PortalUnreachableError,
     Problem,
     RateLimitedError,
@@ -96,6 +102,49 @@ _ERROR_BY_STATUS: dict[int, type[SparkLayerError]] = {
     409: ConflictError,
     429: RateLimitedError,
 }
+
+
+def masked_address(base_url: str) -> str:
+    """The portal address for messages: a password in its user info replaced by ***."""
+    text = " ".join(str(base_url).split())[:200]
+    scheme, separator, rest = text.partition("://")
+    authority, slash, path = rest.partition("/")
+    if separator and "@" in authority:
+        userinfo, _, host = authority.rpartition("@")
+        user, colon, _password = userinfo.partition(":")
+        text = f"{scheme}://{user}{':***' if colon else ''}@{host}{slash}{path}"
+    return text
+
+
+def address_problem(base_url: str) -> str | None:
+    """What makes ``base_url`` unusable as the portal's API address, or None if it is usable.
+
+    The answer completes "SPARKLAYER_BASE_URL '...' ...", and never quotes the address itself.
+    """
+    if not base_url.strip():
+        return "is empty"
+    if any(ch.isspace() or not ch.isprintable() for ch in base_url):
+        return "contains spaces or control characters"
+    try:
+        parts = urlsplit(base_url)
+        port = parts.port  # ValueError when not a number from 0 to 65535
+    except ValueError:
+        return "is not a URL (its host or port cannot be read)"
+    if parts.scheme not in ("http", "https"):
+        if not parts.scheme or not parts.netloc:
+            return "is not a URL: it has no http:// or https:// scheme"
+        return f"uses {parts.scheme}://, but the SparkLayer API is served over http(s)://"
+    if not parts.hostname:
+        return "names no host"
+    if port == 0:
+        return "names port 0"
+    if parts.query or parts.fragment:
+        return "has a query or fragment; give the API's base address only"
+    try:  # whatever else requests itself would refuse on the first call
+        requests.Request("GET", base_url.rstrip("/") + wire.TOKEN_PATH).prepare()
+    except requests.RequestException:
+        return "is not a URL the HTTP client accepts"
+    return None
 
 
 def _package_version() -> str:
@@ -301,6 +350,8 @@ class Transport:
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
+        # Checked now, refused on the first call (see the module docstring).
+        self._address_problem = address_problem(base_url)
         self.base_url = base_url.rstrip("/")
         self.site_id = site_id
         self._client_id = client_id
@@ -308,7 +359,7 @@ class Transport:
         self._timeout = (min(timeout, CONNECT_TIMEOUT_MAX_SECONDS), timeout)
         self._max_attempts = max_attempts
         self._backoff = wait_exponential_jitter(
-            initial=BACKOFF_INITIAL_SECONDS, max=backoff_max, jitter=BACKOFF_INITIAL_SECONDS
+            multiplier=BACKOFF_INITIAL_SECONDS, max=backoff_max, jitter=BACKOFF_INITIAL_SECONDS
         )
         self._limiter = limiter or shared_limiter(
             self.base_url, site_id, requests_per_second, burst
@@ -325,7 +376,7 @@ class Transport:
         self._stats = _StatsRecorder()
 
     def __repr__(self) -> str:
-        return f"Transport(base_url={self.base_url!r}, site_id={self.site_id!r})"
+        return f"Transport(base_url={masked_address(self.base_url)!r}, site_id={self.site_id!r})"
 
     def close(self) -> None:
         self._session.close()
@@ -484,6 +535,8 @@ class Transport:
         payload: bytes | None,
         token: str | None,
     ) -> requests.Response:
+        if self._address_problem is not None:
+            raise PortalConfigurationError(masked_address(self.base_url), self._address_problem)
         self._stats.add(limiter_wait_seconds=wait_for_turn(self._limiter))
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         if payload is not None:
@@ -503,7 +556,7 @@ class Transport:
             raise PortalUnreachableError(
                 None,
                 "no response",
-                f"{type(failure).__name__} talking to {self.base_url}",
+                f"{type(failure).__name__} talking to {masked_address(self.base_url)}",
                 method=method,
                 endpoint=endpoint,
                 retryable=True,

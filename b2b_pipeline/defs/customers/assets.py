@@ -4,39 +4,24 @@ The ERP is the system of record for customer accounts. ``erp_customers`` reads a
 ``portal_customer_groups`` makes sure every mapped group (and the on-hold group, with ordering
 off) exists; ``portal_customers`` creates or updates each trade account in the portal by its
 ERP account code (``accounting_id``), moving held, blocked or inactive accounts to the on-hold
-group with a credit limit of 0, and restoring them on release.
+group with a credit limit of 0, and restoring them on release. The steps are the flows of
+``flows/customer_sync.py``; these assets declare the systems they use and show what happened.
 """
-
-from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
 from dagster_pandera import pandera_schema_to_dagster_type
 
+from b2b_pipeline.defs.customers.columns import column_schema_metadata
 from b2b_pipeline.defs.groups import ERP, PORTAL_SYNC
-from b2b_pipeline.defs.resources import PipelineResource
-from b2b_pipeline.defs.systems import (
-    audit_events,
-    column_schema_metadata,
-    file_exceptions,
-    report_sync,
+from b2b_pipeline.defs.resources import (
+    AuditResource,
+    ErpResource,
+    MappingsResource,
+    SparkLayerResource,
 )
-from b2b_pipeline.domain import customers as rules
-from b2b_pipeline.domain import portal_limits as limits
-from b2b_pipeline.domain.exceptions import exception_frame
-from b2b_pipeline.domain.price_lists import validate_price_lists
 from b2b_pipeline.domain.schemas.master_data import ErpCustomers
-
-# What each step checks in full on every run (so a problem it no longer finds is resolved).
-ERP_CUSTOMER_PROBLEMS = (
-    "customer",
-    frozenset({"INVALID_ERP_RECORD", "UNMAPPED_CUSTOMER_GROUP", "UNMAPPED_TAX_CODE"}),
-)
-PORTAL_CUSTOMER_PROBLEMS = (
-    "customer",
-    frozenset({"PORTAL_REJECTED_RECORD", "PORTAL_LIMIT_EXCEEDED"}),
-)
-PORTAL_GROUP_PROBLEMS = ("customer_group", frozenset({"PORTAL_LIMIT_EXCEEDED"}))
+from b2b_pipeline.flows import customer_sync
 
 
 @dg.asset(
@@ -50,21 +35,21 @@ PORTAL_GROUP_PROBLEMS = ("customer_group", frozenset({"PORTAL_LIMIT_EXCEEDED"}))
 )
 def erp_customers(
     context: dg.AssetExecutionContext,
-    pipeline: PipelineResource,
-) -> dg.Output:
-    systems = pipeline.open(context.run.run_id)
-    raw = systems.erp.read_customers()
-    lists, _ = validate_price_lists(systems.erp.read_price_lists(), systems.mappings)
-    clean, problems = rules.validate_customers(raw, systems.mappings, price_lists=lists)
-    opened = file_exceptions(systems, problems, clears=ERP_CUSTOMER_PROBLEMS)
+    erp: ErpResource,
+    audit: AuditResource,
+    mappings: MappingsResource,
+) -> dg.Output[pd.DataFrame]:
+    result = customer_sync.check_erp_customers(
+        erp=erp.gateway, audit=audit.store, mappings=mappings.mappings, run_id=context.run.run_id
+    )
     return dg.Output(
-        clean,
+        result.customers,
         metadata={
-            "dagster/row_count": len(clean),
-            "erp_accounts": len(raw),
-            "held_back": len(problems),
-            "new_exceptions": int(opened["is_new"].sum()) if len(opened) else 0,
-            "on_credit_hold": int(clean["credit_hold"].sum()) if len(clean) else 0,
+            "dagster/row_count": len(result.customers),
+            "erp_accounts": result.erp_accounts,
+            "held_back": result.held_back,
+            "new_exceptions": result.new_exceptions,
+            "on_credit_hold": result.on_credit_hold,
         },
     )
 
@@ -77,47 +62,27 @@ def erp_customers(
     "hard limit on groups).",
 )
 def portal_customer_groups(
-    context: dg.AssetExecutionContext, pipeline: PipelineResource
+    context: dg.AssetExecutionContext,
+    sparklayer: SparkLayerResource,
+    audit: AuditResource,
+    mappings: MappingsResource,
 ) -> dg.MaterializeResult:
-    systems = pipeline.open(context.run.run_id)
-    wanted = rules.customer_groups_needed(systems.mappings)
-    existing = {g.get("slug") for g in systems.portal.list_customer_groups()}
-    checked = limits.check_limits(
-        {"customer_groups": limits.projected_count(existing, (g["slug"] for g in wanted))}
+    result = customer_sync.sync_customer_groups(
+        portal=sparklayer.client,
+        audit=audit.store,
+        mappings=mappings.mappings,
+        run_id=context.run.run_id,
     )
-    for warning in limits.limit_warnings(checked):
+    for warning in result.limit_warnings:
         context.log.warning(warning)
-    refused = limits.exceeded(checked)
-    created = [
-        g["slug"] for g in wanted if g["slug"] not in existing and "customer_groups" not in refused
-    ]
-    for group in wanted:
-        if group["slug"] in created:
-            systems.portal.create_customer_group(group)
-    file_exceptions(
-        systems,
-        limits.limit_exceptions(checked, entity="customer_group"),
-        clears=PORTAL_GROUP_PROBLEMS,
-    )
     return dg.MaterializeResult(
         metadata={
-            "groups": len(wanted),
-            "created": dg.MetadataValue.json(created),
-            "refused_by_portal_limit": dg.MetadataValue.json(sorted(refused)),
-            "portal_limit_warnings": dg.MetadataValue.json(limits.limit_warnings(checked)),
+            "groups": result.groups,
+            "created": dg.MetadataValue.json(result.created),
+            "refused_by_portal_limit": dg.MetadataValue.json(result.refused_by_portal_limit),
+            "portal_limit_warnings": dg.MetadataValue.json(result.limit_warnings),
         }
     )
-
-
-def _filled_lists_only(desired: pd.DataFrame, filled: set[str]) -> pd.DataFrame:
-    """A customer is pointed at a list only once the list holds prices (never an empty list)."""
-    if desired.empty:
-        return desired
-    desired = desired.copy()
-    desired["price_lists"] = desired["price_lists"].map(
-        lambda slugs: [s for s in (slugs or []) if s in filled]
-    )
-    return desired
 
 
 @dg.asset(
@@ -131,129 +96,35 @@ def _filled_lists_only(desired: pd.DataFrame, filled: set[str]) -> pd.DataFrame:
 def portal_customers(
     context: dg.AssetExecutionContext,
     erp_customers: pd.DataFrame,
-    pipeline: PipelineResource,
+    sparklayer: SparkLayerResource,
+    erp: ErpResource,
+    audit: AuditResource,
+    mappings: MappingsResource,
 ) -> dg.MaterializeResult:
-    from b2b_pipeline.connectors.sparklayer.errors import SparkLayerError
-
-    started = datetime.now(UTC)
-    systems = pipeline.open(context.run.run_id)
-    lists, _ = validate_price_lists(systems.erp.read_price_lists(), systems.mappings)
-    desired = rules.desired_portal_customers(erp_customers, systems.mappings, erp_price_lists=lists)
-    desired = _filled_lists_only(desired, systems.state.filled_price_lists())
-    portal = pd.DataFrame(list(systems.portal.iter_customers()))
-    changes = rules.customer_changes(desired, portal)
-    moves = rules.holds_and_releases(desired, portal, on_hold_group=systems.mappings.on_hold_group)
-
-    to_send = changes[changes["action"] != "unchanged"]
-    # The portal's data limits, before anything is sent (contract §1).
-    creates = int((to_send["action"] == "create").sum())
-    checked = limits.check_limits({"customers": len(portal) + creates})
-    for warning in limits.limit_warnings(checked):
+    result = customer_sync.sync_portal_customers(
+        portal=sparklayer.client,
+        erp=erp.gateway,
+        audit=audit.store,
+        state=audit.state,
+        mappings=mappings.mappings,
+        run_id=context.run.run_id,
+        erp_customers=erp_customers,
+    )
+    for warning in result.limit_warnings:
         context.log.warning(warning)
-    limit_refused = limits.exceeded(checked)
-    too_many_addresses = pd.Series(
-        limits.addresses_over_limit(to_send["body"]), index=to_send.index, dtype=bool
-    )
-    held_by_limit = too_many_addresses.copy()
-    if "customers" in limit_refused:  # no new customer; updates (holds included) still go
-        held_by_limit |= to_send["action"] == "create"
-    limit_problems = pd.concat(
-        [
-            limits.limit_exceptions(checked, entity="customer"),
-            limits.address_exceptions(
-                pd.DataFrame(
-                    {
-                        "account_code": to_send.loc[too_many_addresses, "account_code"],
-                        "addresses": [
-                            len(body["addresses"])
-                            for body in to_send.loc[too_many_addresses, "body"]
-                        ],
-                    }
-                )
-            ),
-        ],
-        ignore_index=True,
-    )
-    to_send = to_send[~held_by_limit]
-    refused = []
-    sent = []
-    for row in to_send.itertuples(index=False):  # the customers API takes one record per call
-        try:
-            systems.portal.put_customer(row.body, lookup_by=row.lookup_by)
-            sent.append(row.account_code)
-        except SparkLayerError as exc:
-            refused.append(
-                {
-                    "entity": "customer",
-                    "entity_key": row.account_code,
-                    "account_code": row.account_code,
-                    "reason_code": "PORTAL_REJECTED_RECORD",
-                    "message": f"The portal refused customer {row.account_code}: "
-                    f"{exc.detail or exc.title}. Correct the account in the ERP; the next "
-                    "sync sends it again.",
-                    "payload": None,
-                }
-            )
-    done = to_send[to_send["account_code"].isin(sent)]
-    events = [
-        audit_events(
-            done,
-            run_id=systems.run_id,
-            entity="customer",
-            key="account_code",
-            action=done["action"].map({"create": "created", "update": "pushed"}),
-            detail_columns=["changed_fields", "matched_by"],
-        )
-    ]
-    if not moves.empty:
-        applied = moves[moves["account_code"].isin(sent)]
-        events.append(
-            audit_events(
-                applied,
-                run_id=systems.run_id,
-                entity="customer",
-                key="account_code",
-                action=applied["action"],
-                category="AUTHORISATION",
-                detail_columns=[c for c in ("reason", "group") if c in applied.columns],
-            )
-        )
-    systems.record(events)
-    sent_desired = desired[desired["account_code"].isin(sent)]
-    if not sent_desired.empty:
-        systems.audit.record_customer_lists(
-            sent_desired[["account_code", "price_lists", "discount_percentage"]], systems.run_id
-        )
-    refused_frame = pd.concat([exception_frame(refused), limit_problems], ignore_index=True)
-    file_exceptions(systems, refused_frame, clears=PORTAL_CUSTOMER_PROBLEMS)
-    if sent:
-        systems.audit.resolve_exceptions_for("customer", sent, systems.run_id)
-    report_sync(
-        systems,
-        "customers",
-        started_at=started,
-        records_failed=len(refused) + int(held_by_limit.sum()),
-        errors=refused_frame,
-        entities=("customer",),
-    )
-    counts = changes["action"].value_counts().to_dict()
     return dg.MaterializeResult(
         metadata={
-            "accounts": len(desired),
-            "created": len(done[done["action"] == "create"]),
-            "updated": len(done[done["action"] == "update"]),
-            "unchanged": int(counts.get("unchanged", 0)),
-            "refused_by_portal": len(refused),
-            "credit_holds_applied": int((moves["action"] == "credit_hold_applied").sum())
-            if not moves.empty
-            else 0,
-            "credit_holds_released": int((moves["action"] == "credit_hold_released").sum())
-            if not moves.empty
-            else 0,
-            "api_calls": len(to_send),
-            "refused_by_portal_limit": dg.MetadataValue.json(sorted(limit_refused)),
-            "held_by_portal_limit": int(held_by_limit.sum()),
-            "portal_limit_warnings": dg.MetadataValue.json(limits.limit_warnings(checked)),
+            "accounts": result.accounts,
+            "created": result.created,
+            "updated": result.updated,
+            "unchanged": result.unchanged,
+            "refused_by_portal": result.refused_by_portal,
+            "credit_holds_applied": result.credit_holds_applied,
+            "credit_holds_released": result.credit_holds_released,
+            "api_calls": result.api_calls,
+            "refused_by_portal_limit": dg.MetadataValue.json(result.refused_by_portal_limit),
+            "held_by_portal_limit": result.held_by_portal_limit,
+            "portal_limit_warnings": dg.MetadataValue.json(result.limit_warnings),
         },
     )
 

@@ -5,6 +5,7 @@ import pandas as pd
 
 from b2b_pipeline.defs.customers.assets import erp_customers, portal_customers
 from b2b_pipeline.defs.resources import ErpResource, MappingsResource, SparkLayerResource
+from b2b_pipeline.flows import customer_sync
 
 
 @dg.asset_check(
@@ -12,8 +13,7 @@ from b2b_pipeline.defs.resources import ErpResource, MappingsResource, SparkLaye
     description="Every ERP customer group has a portal group in the mapping file.",
 )
 def no_unmapped_customer_group(erp: ErpResource, mappings: MappingsResource) -> dg.AssetCheckResult:
-    groups = set(erp.get_gateway().read_customers()["customer_group"].dropna())
-    unmapped = sorted(groups - set(mappings.load().customer_groups))
+    unmapped = customer_sync.unmapped_customer_groups(erp=erp.gateway, mappings=mappings.mappings)
     return dg.AssetCheckResult(
         passed=not unmapped,
         description=(
@@ -31,20 +31,13 @@ def no_unmapped_customer_group(erp: ErpResource, mappings: MappingsResource) -> 
     description="After the sync, every customer's price lists exist in the portal.",
 )
 def customer_price_lists_exist_in_portal(sparklayer: SparkLayerResource) -> dg.AssetCheckResult:
-    with sparklayer.get_client() as client:
-        lists = {pl.get("slug") for pl in client.iter_price_lists()}
-        customers = list(client.iter_customers())
-    missing = sorted(
-        {
-            f"{c.get('accounting_id') or c.get('id')}: {slug}"
-            for c in customers
-            for slug in (c.get("price_lists") or [])
-            if slug not in lists
-        }
-    )
+    found = customer_sync.customers_on_missing_lists(portal=sparklayer.client)
     return dg.AssetCheckResult(
-        passed=not missing,
-        metadata={"customers": len(customers), "missing": dg.MetadataValue.json(missing[:50])},
+        passed=not found.missing,
+        metadata={
+            "customers": found.customers,
+            "missing": dg.MetadataValue.json(found.missing[:50]),
+        },
     )
 
 
@@ -60,26 +53,17 @@ def portal_customers_match_erp(
     erp: ErpResource,
     mappings: MappingsResource,
 ) -> dg.AssetCheckResult:
-    from b2b_pipeline.domain import customers as rules
-    from b2b_pipeline.domain.price_lists import validate_price_lists
-
-    rules_mappings = mappings.load()
-    lists, _ = validate_price_lists(erp.get_gateway().read_price_lists(), rules_mappings)
-    desired = rules.desired_portal_customers(erp_customers, rules_mappings, erp_price_lists=lists)
-    with sparklayer.get_client() as client:
-        portal = pd.DataFrame(list(client.iter_customers()))
-        portal_lists = {pl.get("slug") for pl in client.iter_price_lists()}
-    # Lists not yet in the portal are withheld on purpose (never point at an empty list).
-    desired["price_lists"] = desired["price_lists"].map(
-        lambda slugs: [s for s in (slugs or []) if s in portal_lists]
+    drift = customer_sync.customer_drift(
+        portal=sparklayer.client,
+        erp=erp.gateway,
+        mappings=mappings.mappings,
+        erp_customers=erp_customers,
     )
-    changes = rules.customer_changes(desired, portal)
-    drift = changes[changes["action"] != "unchanged"]
     return dg.AssetCheckResult(
-        passed=drift.empty,
+        passed=not drift.differing,
         metadata={
-            "accounts": len(changes),
-            "differing": len(drift),
-            "examples": dg.MetadataValue.json(drift["account_code"].head(20).tolist()),
+            "accounts": drift.accounts,
+            "differing": len(drift.differing),
+            "examples": dg.MetadataValue.json(drift.differing[:20]),
         },
     )

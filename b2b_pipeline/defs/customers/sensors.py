@@ -1,5 +1,7 @@
 """Credit hold and release reach the portal within about a minute of the ERP change."""
 
+from datetime import datetime
+
 import dagster as dg
 
 from b2b_pipeline.defs.customers.assets import customer_sync_job
@@ -17,13 +19,12 @@ from b2b_pipeline.defs.resources import ErpResource
 def erp_customer_changes_sensor(
     context: dg.SensorEvaluationContext, erp: ErpResource
 ) -> dg.SensorResult | dg.SkipReason:
-    from datetime import datetime
-
     since = datetime.fromisoformat(context.cursor) if context.cursor else None
-    changed = erp.get_gateway().changed_since("erp_customers", since)
+    changed = erp.gateway.changed_since("erp_customers", since)
     if changed is None:
         return dg.SkipReason("No ERP customer changed.")
     stamp = changed.isoformat()
+    # The run key is the newest change seen: a new change is new work, a repeat is not.
     return dg.SensorResult(
         run_requests=[dg.RunRequest(run_key=f"erp-customers-{stamp}")], cursor=stamp
     )

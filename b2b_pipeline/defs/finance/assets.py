@@ -1,18 +1,24 @@
-"""Finance: the month-end reconciliation, one partition per month."""
+"""Finance: the month-end reconciliation, one partition per month.
+
+The asset is the Dagster face of ``flows.month_end.run_month_end`` (the same reconciliation
+``b2b-pipeline reconcile`` and the console run); the check reads the lines it returned.
+"""
 
 import dagster as dg
 
-from b2b_pipeline.defs.finance.month_end import MonthEnd, reconcile, unexplained
 from b2b_pipeline.defs.groups import FINANCE
 from b2b_pipeline.defs.resources import (
-    PipelineResource,
+    AuditResource,
+    ErpResource,
+    MappingsResource,
+    SparkLayerResource,
 )
-from b2b_pipeline.domain import reconciliation as rec
+from b2b_pipeline.flows.month_end import FIRST_MONTH, MonthEnd, run_month_end
 
 # end_offset=1 adds the current month, so the daily month-to-date run finds problems before
 # the close.
 monthly = dg.MonthlyPartitionsDefinition(
-    start_date="2025-01", fmt="%Y-%m", end_offset=1, timezone="UTC"
+    start_date=FIRST_MONTH, fmt="%Y-%m", end_offset=1, timezone="UTC"
 )
 
 
@@ -25,17 +31,25 @@ monthly = dg.MonthlyPartitionsDefinition(
 )
 def month_end_reconciliation(
     context: dg.AssetExecutionContext,
-    pipeline: PipelineResource,
+    sparklayer: SparkLayerResource,
+    erp: ErpResource,
+    audit: AuditResource,
+    mappings: MappingsResource,
 ) -> dg.MaterializeResult:
-    systems = pipeline.open(context.run.run_id)
-    result = reconcile(systems, context.partition_key)
-    counts = rec.outcome_counts(result.lines)
-    open_items = unexplained(result.lines)
+    result = run_month_end(
+        portal=sparklayer.client,
+        erp=erp.gateway,
+        audit=audit.store,
+        mappings=mappings.mappings,
+        month=context.partition_key,
+        run_id=context.run.run_id,
+    )
+    open_items = result.unexplained
     return dg.MaterializeResult(
         value=result,
         metadata={
             "orders_compared": len(result.lines),
-            **{outcome.lower(): n for outcome, n in counts.items()},
+            **{outcome.lower(): n for outcome, n in result.outcome_counts.items()},
             "unexplained": open_items.count,
             "unexplained_money": dg.MetadataValue.json(open_items.money),
             "portal_gross": float(result.summary["portal_gross"].sum()),
@@ -53,7 +67,7 @@ def month_end_reconciliation(
 def reconciliation_fully_explained(
     month_end_reconciliation: MonthEnd,
 ) -> dg.AssetCheckResult:
-    open_items = unexplained(month_end_reconciliation.lines)
+    open_items = month_end_reconciliation.unexplained
     money = ", ".join(f"{cur} {amount:,.2f}" for cur, amount in open_items.money.items())
     by_outcome = open_items.lines["outcome"].value_counts().to_dict()
     return dg.AssetCheckResult(
@@ -66,7 +80,7 @@ def reconciliation_fully_explained(
         metadata={
             "unexplained_orders": open_items.count,
             "money_at_stake": dg.MetadataValue.json(open_items.money),
-            "by_outcome": dg.MetadataValue.json({k: int(v) for k, v in by_outcome.items()}),
+            "by_outcome": dg.MetadataValue.json({str(k): int(v) for k, v in by_outcome.items()}),
         },
     )
 

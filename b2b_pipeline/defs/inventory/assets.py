@@ -3,32 +3,26 @@
 Stock moves constantly; pushing every movement would spend the portal's rate limit on noise.
 So stock goes in scheduled batches: a snapshot of available stock (on hand − allocated) per SKU
 and warehouse, compared with what was last pushed, and only the levels that changed are sent,
-500 per call. A lag of minutes is the accepted price of staying under the portal's rate limit.
+500 per call. A lag of minutes is the accepted price of staying under the portal's rate limit;
+how much lag is too much is ``portal_stock_levels``' freshness policy (``freshness.py``). The
+steps are the flows of ``flows/stock_sync.py``.
 """
-
-from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
 from dagster_pandera import pandera_schema_to_dagster_type
 
+from b2b_pipeline.defs.customers.columns import column_schema_metadata
 from b2b_pipeline.defs.groups import ERP, PORTAL_SYNC
+from b2b_pipeline.defs.inventory.freshness import STOCK_FRESHNESS
 from b2b_pipeline.defs.resources import (
-    PipelineResource,
+    AuditResource,
+    ErpResource,
+    MappingsResource,
+    SparkLayerResource,
 )
-from b2b_pipeline.defs.systems import (
-    audit_events,
-    column_schema_metadata,
-    file_exceptions,
-    report_sync,
-)
-from b2b_pipeline.domain import inventory as rules
-from b2b_pipeline.domain.exceptions import exception_frame
 from b2b_pipeline.domain.schemas.master_data import ErpInventory
-
-# What each step checks in full on every run (so a problem it no longer finds is resolved).
-ERP_STOCK_PROBLEMS = ("inventory", frozenset({"INVALID_ERP_RECORD", "UNMAPPED_WAREHOUSE"}))
-PORTAL_STOCK_PROBLEMS = ("inventory", frozenset({"PORTAL_REJECTED_RECORD"}))
+from b2b_pipeline.flows import stock_sync
 
 
 @dg.asset(
@@ -42,95 +36,55 @@ PORTAL_STOCK_PROBLEMS = ("inventory", frozenset({"PORTAL_REJECTED_RECORD"}))
 def erp_inventory(
     context: dg.AssetExecutionContext,
     erp_products: pd.DataFrame,
-    pipeline: PipelineResource,
-) -> dg.Output:
-    systems = pipeline.open(context.run.run_id)
-    raw = systems.erp.read_inventory()
-    clean, problems = rules.validate_inventory(raw, systems.mappings, products=erp_products)
-    file_exceptions(systems, problems, clears=ERP_STOCK_PROBLEMS)
-    return dg.Output(clean, metadata={"dagster/row_count": len(clean), "held_back": len(problems)})
+    erp: ErpResource,
+    audit: AuditResource,
+    mappings: MappingsResource,
+) -> dg.Output[pd.DataFrame]:
+    result = stock_sync.check_erp_inventory(
+        erp=erp.gateway,
+        audit=audit.store,
+        mappings=mappings.mappings,
+        run_id=context.run.run_id,
+        products=erp_products,
+    )
+    return dg.Output(
+        result.inventory,
+        metadata={"dagster/row_count": len(result.inventory), "held_back": result.held_back},
+    )
 
 
 @dg.asset(
     group_name=PORTAL_SYNC,
     kinds={"sparklayer", "duckdb"},
+    freshness_policy=STOCK_FRESHNESS,
     description="Available stock in the portal per SKU and stock location; only changed "
-    "levels are pushed, and every change is kept as history.",
+    "levels are pushed, and every change is kept as history. Fresh while a stock sync has run "
+    "in the last two schedule intervals.",
 )
 def portal_stock_levels(
     context: dg.AssetExecutionContext,
     erp_inventory: pd.DataFrame,
-    pipeline: PipelineResource,
+    sparklayer: SparkLayerResource,
+    audit: AuditResource,
+    mappings: MappingsResource,
 ) -> dg.MaterializeResult:
-    started = datetime.now(UTC)
-    systems = pipeline.open(context.run.run_id)
-    portal = systems.portal
-    existing = {loc.get("external_id") for loc in portal.list_stock_locations()}
-    created = []
-    for external_id in sorted(set(systems.mappings.stock_locations.values()) - existing):
-        portal.create_stock_location(external_id.title(), external_id)
-        created.append(external_id)
-
-    levels = rules.stock_levels(erp_inventory, systems.mappings)
-    changes = rules.stock_changes(levels, systems.state.inventory_current())
-    result = portal.batch_update_stock(changes.to_dict(orient="records"))
-    refused = pd.DataFrame(
-        [
-            {
-                "entity": "inventory",
-                "entity_key": f"{r.item.get('sku')}@{r.item.get('stock_location_external_id')}",
-                "account_code": None,
-                "reason_code": "PORTAL_REJECTED_RECORD",
-                "message": f"The portal refused the stock level of {r.item.get('sku')} at "
-                f"{r.item.get('stock_location_external_id')}: {r.message}. Check the SKU and "
-                "location; the next stock sync sends it again.",
-                "payload": None,
-            }
-            for r in result.rejected
-        ]
-    )
-    refused_keys = {
-        (r.item.get("sku"), r.item.get("stock_location_external_id")) for r in result.rejected
-    }
-    accepted = pd.Series(
-        [
-            (sku, loc) not in refused_keys
-            for sku, loc in zip(changes["sku"], changes["stock_location_external_id"], strict=True)
-        ],
-        index=changes.index,
-        dtype=bool,
-    )
-    pushed = changes.loc[accepted]
-    systems.state.record_stock_pushed(pushed, systems.run_id)
-    systems.record(
-        audit_events(
-            pushed.assign(key=pushed["sku"] + "@" + pushed["stock_location_external_id"]),
-            run_id=systems.run_id,
-            entity="inventory",
-            key="key",
-            action="pushed",
-            detail_columns=["stock_level"],
-        )
-    )
-    refused_frame = exception_frame(refused) if len(refused) else exception_frame()
-    file_exceptions(systems, refused_frame, clears=PORTAL_STOCK_PROBLEMS)
-    report_sync(
-        systems,
-        "inventory",
-        started_at=started,
-        records_failed=len(refused),
-        errors=refused_frame if len(refused) else None,
-        entities=("inventory", "product"),
+    result = stock_sync.sync_stock_levels(
+        portal=sparklayer.client,
+        audit=audit.store,
+        state=audit.state,
+        mappings=mappings.mappings,
+        run_id=context.run.run_id,
+        inventory=erp_inventory,
     )
     return dg.MaterializeResult(
         metadata={
-            "levels": len(levels),
-            "changed": len(changes),
-            "pushed": len(pushed),
-            "unchanged": len(levels) - len(changes),
-            "refused_by_portal": len(refused),
-            "stock_calls": result.calls,
-            "locations_created": dg.MetadataValue.json(created),
+            "levels": result.levels,
+            "changed": result.changed,
+            "pushed": result.pushed,
+            "unchanged": result.unchanged,
+            "refused_by_portal": result.refused_by_portal,
+            "stock_calls": result.stock_calls,
+            "locations_created": dg.MetadataValue.json(result.locations_created),
         }
     )
 

@@ -4,30 +4,31 @@ A run that fails because SparkLayer or the ERP could not be reached after the cl
 loses nothing (the order cursor and the price snapshot only move after success, and Dagster
 retries the run), but operations must know when it persists. ``transport_failure_sensor`` files
 one exception per job (category TRANSPORT, deduplicated while it lasts) and sends the alert
-digest; ``transport_recovery_sensor`` resolves it when the same job next succeeds.
+digest; ``transport_recovery_sensor`` resolves it when the same job next succeeds. What is
+filed and resolved is ``flows.exception_actions``'s; this module reads Dagster's failure.
 """
 
-import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import dagster as dg
 
 from b2b_pipeline.defs.resources import AlertsResource, AuditResource
-from b2b_pipeline.domain.exceptions import exception_frame
+from b2b_pipeline.flows.exception_actions import clear_transport_failure, file_transport_failure
 
 # Error classes (by name: the daemon sees serialised errors) and what they mean for a person.
 PORTAL_ERRORS = {"PortalUnreachableError", "AuthenticationError"}
 ERP_ERRORS = {"ErpUnreachableError"}
 
 
-def _chain(error) -> Iterator:
+def _chain(error: Any) -> Iterator[Any]:
     while error is not None:
         yield error
         yield from _chain(error.context) if error.context is not None else iter(())
         error = error.cause
 
 
-def transport_reason(errors) -> tuple[str, str] | None:
+def transport_reason(errors: Iterable[Any]) -> tuple[str, str] | None:
     """(reason code, the system's own one-line message) when a failure was a transport one."""
     for error in errors:
         for link in _chain(error):
@@ -40,10 +41,6 @@ def transport_reason(errors) -> tuple[str, str] | None:
     return None
 
 
-def _system(reason: str) -> str:
-    return "SparkLayer (the portal)" if reason == "PORTAL_UNREACHABLE" else "the ERP database"
-
-
 @dg.run_failure_sensor(
     name="transport_failure_sensor",
     monitor_all_code_locations=False,
@@ -54,31 +51,24 @@ def _system(reason: str) -> str:
 def transport_failure_sensor(
     context: dg.RunFailureSensorContext, audit: AuditResource, alerts: AlertsResource
 ) -> None:
-    errors = [e.event_specific_data.error for e in context.get_step_failure_events()]
+    errors = [
+        e.step_failure_data.error
+        for e in context.get_step_failure_events()
+        if e.step_failure_data is not None
+    ]
     errors.append(getattr(context.failure_event.event_specific_data, "error", None))
     found = transport_reason([e for e in errors if e is not None])
     if found is None:
         return  # not a transport failure: the run's own page in the UI says what went wrong
     reason, detail = found
-    job = context.dagster_run.job_name
-    row = exception_frame(
-        [
-            {
-                "entity": "sync",
-                "entity_key": job,
-                "account_code": None,
-                "reason_code": reason,
-                "message": f"The {job} run could not reach {_system(reason)} after retries "
-                f"({detail}). Nothing was lost: the next run picks up where the last success "
-                "stopped. If this lasts more than an hour, check the system and its settings.",
-                "payload": json.dumps({"run_id": context.dagster_run.run_id, "job": job}),
-            }
-        ]
+    file_transport_failure(
+        audit.store,
+        alerts.notifier,
+        job=context.dagster_run.job_name,
+        run_id=context.dagster_run.run_id,
+        reason_code=reason,
+        detail=detail,
     )
-    opened = audit.get_store().open_exceptions(row, context.dagster_run.run_id)
-    new = opened[opened["is_new"]] if "is_new" in opened else opened
-    if not new.empty:
-        alerts.get_notifier().send_digest(new, run_label=f"{job} (failed)")
 
 
 @dg.run_status_sensor(
@@ -88,8 +78,6 @@ def transport_failure_sensor(
     description="Resolves a job's TRANSPORT exception once that job succeeds again.",
 )
 def transport_recovery_sensor(context: dg.RunStatusSensorContext, audit: AuditResource) -> None:
-    store = audit.get_store()
-    waiting = store.exceptions(status=["open", "approved"], category="TRANSPORT")
-    job = context.dagster_run.job_name
-    if not waiting.empty and (waiting["entity_key"] == job).any():
-        store.resolve_exceptions_for("sync", [job], context.dagster_run.run_id)
+    clear_transport_failure(
+        audit.store, job=context.dagster_run.job_name, run_id=context.dagster_run.run_id
+    )

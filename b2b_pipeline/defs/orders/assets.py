@@ -1,184 +1,207 @@
-"""Orders, portal → ERP, as four assets a person can follow in the Dagster UI.
+"""Orders, portal → ERP: one step that a person can follow in the Dagster UI as three assets.
 
-``portal_orders`` (the purchases as received) → ``validated_orders`` (every order rule applied) →
-``erp_sales_orders`` (posted, idempotently, and the cursor advanced) → ``order_exceptions`` (the
-queue's new entries and the alert digest), plus ``portal_order_numbers`` (ERP numbers written
-back to the portal). Each run's metadata counts every outcome, so the UI says what happened,
-not only that a run happened.
+A buyer places an order in the portal; within a minute it is an ERP sales order, or an
+exception that says why it is not, and the buyer sees the ERP order number on the purchase. The
+steps of one batch (collect, decide, post, advance the cursor, alert, write back) are one
+transaction story (``flows/order_intake.py``), so they run as ONE Dagster step: the multi-asset
+``order_intake``, which calls the flow once and reports what it did on each of the assets:
+
+- ``erp_sales_orders``: the approved orders posted (idempotently) and the cursor advanced;
+- ``order_exceptions``: the queue's new order entries, and the one alert digest;
+- ``portal_order_numbers``: the ERP numbers written back to the portal.
+
+Each run's metadata counts every outcome, so the UI says what happened, not only that a run
+happened. The sensor passes the cursor window in the run's typed configuration; an operator's
+retry (``b2b-pipeline exceptions retry``) passes the purchase ids instead (``retry_run_config``).
 """
 
-import json
+# No ``from __future__ import annotations`` in defs/: Dagster reads the config and resource
+# annotations of the decorated functions when it builds the definitions.
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import dagster as dg
-import pandas as pd
 from pydantic import Field
 
 from b2b_pipeline.defs.groups import ORDERS
-from b2b_pipeline.defs.orders import intake
 from b2b_pipeline.defs.resources import (
     AlertsResource,
     AuditResource,
-    PipelineResource,
+    ErpResource,
+    MappingsResource,
+    SparkLayerResource,
 )
+from b2b_pipeline.flows.order_intake import (
+    DEFAULT_LOOKBACK,
+    DEFAULT_MAX_ORDERS_PER_RUN,
+    IntakeWindow,
+    OrderIntakeResult,
+    run_order_intake,
+)
+
+# The op's name: where a run's configuration goes (``ops: {order_intake: {config: ...}}``).
+ORDER_INTAKE_OP = "order_intake"
+# The metadata entry of ``erp_sales_orders`` that says more purchases waited than one run takes.
+MORE_WAITING = "more_waiting"
 
 
 class OrderIntakeConfig(dg.Config):
     """Which purchases a run handles: by default, everything new since the durable cursor."""
 
-    # An operator's retry: replay exactly these purchases.
-    purchase_ids: list[str] = Field(default_factory=list)
-    lookback_minutes: int = 5
-    max_orders: int = intake.DEFAULT_MAX_ORDERS_PER_RUN
+    updated_gte: str | None = Field(
+        default=None,
+        description="The window's lower edge, an ISO timestamp (the sensor passes the durable "
+        "cursor minus the look-back). Unset: read from the durable cursor. A window may reach "
+        "further back than the cursor (a re-scan), never start after it.",
+    )
+    purchase_ids: list[str] = Field(
+        default_factory=list,
+        description="An operator's retry: replay exactly these purchases; the cursor stays put.",
+    )
+    max_orders: int = Field(
+        default=DEFAULT_MAX_ORDERS_PER_RUN,
+        description="Most purchases one run handles; the sensor starts another run for the rest.",
+    )
+    lookback_minutes: int = Field(
+        default=int(DEFAULT_LOOKBACK.total_seconds() // 60),
+        description="How far before the durable cursor a run looks again, for purchases whose "
+        "clock was slightly behind others.",
+    )
+
+    def window(self) -> IntakeWindow:
+        return IntakeWindow(
+            updated_gte=_moment(self.updated_gte),
+            purchase_ids=tuple(self.purchase_ids),
+            lookback=timedelta(minutes=self.lookback_minutes),
+            max_orders=self.max_orders,
+        )
 
 
-@dg.asset(
-    group_name=ORDERS,
-    kinds={"sparklayer", "pandas"},
-    # Orders are checked against the accounts and prices the portal shows, so in a full cycle
-    # they come after those syncs.
-    deps=["portal_customers", "portal_price_lists"],
-    description="Portal purchases not yet handled, exactly as SparkLayer sent them.",
+def _moment(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise dg.Failure(
+            f"updated_gte must be an ISO timestamp such as 2026-03-03T09:00:00+00:00, not {text!r}"
+        ) from exc
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def intake_run_config(config: OrderIntakeConfig) -> dg.RunConfig:
+    """The run configuration of one ``order_intake_job`` run (what the sensor requests)."""
+    return dg.RunConfig(ops={ORDER_INTAKE_OP: config})
+
+
+def retry_run_config(purchase_ids: list[str]) -> dict[str, Any]:
+    """The run configuration that replays exactly these purchases (``exceptions retry``)."""
+    return {"ops": {ORDER_INTAKE_OP: {"config": {"purchase_ids": list(purchase_ids)}}}}
+
+
+# Keys, not module-level AssetSpecs: Dagster's module loaders would load a spec as an asset of
+# its own, beside the multi-asset that defines it.
+ERP_SALES_ORDERS = dg.AssetKey("erp_sales_orders")
+ORDER_EXCEPTIONS = dg.AssetKey("order_exceptions")
+PORTAL_ORDER_NUMBERS = dg.AssetKey("portal_order_numbers")
+
+
+@dg.multi_asset(
+    name=ORDER_INTAKE_OP,
+    specs=[
+        dg.AssetSpec(
+            ERP_SALES_ORDERS,
+            group_name=ORDERS,
+            kinds={"sqlalchemy", "duckdb"},
+            # Orders are checked against the accounts and prices the portal shows, so in a full
+            # cycle they come after those syncs.
+            deps=["portal_customers", "portal_price_lists"],
+            description="Portal orders in the ERP. Every purchase new since the durable cursor "
+            "is checked against the order rules (live type, account mapping, credit, catalogue "
+            "and tax, the ERP's own prices, payment terms); the approved ones are posted with "
+            "the portal purchase id as external_ref, so a rerun or a crash never posts twice, "
+            "and the cursor moves on only once every order behind it is posted or queued.",
+        ),
+        dg.AssetSpec(
+            ORDER_EXCEPTIONS,
+            group_name=ORDERS,
+            kinds={"duckdb"},
+            deps=[ERP_SALES_ORDERS],
+            description="Orders that did not go to the ERP, each in the exception queue with "
+            "its category and a reason a person can act on (approve, fix and retry, or "
+            "ignore), and one alert digest per run for the new ones.",
+        ),
+        dg.AssetSpec(
+            PORTAL_ORDER_NUMBERS,
+            group_name=ORDERS,
+            kinds={"sparklayer"},
+            deps=[ERP_SALES_ORDERS],
+            description="The ERP order number on each posted portal purchase "
+            "(purchase_identifiers.internal), so the buyer and customer service quote the "
+            "number the warehouse knows. A number the portal did not take yet is written on "
+            "the next run.",
+        ),
+    ],
+    description="One order intake batch: collect, decide, post, advance the cursor, alert, "
+    "write back (flows/order_intake.py).",
 )
-def portal_orders(
+def order_intake(
     context: dg.AssetExecutionContext,
     config: OrderIntakeConfig,
-    pipeline: PipelineResource,
-) -> dg.MaterializeResult:
-    from datetime import timedelta
-
-    systems = pipeline.open(context.run.run_id)
-    purchases = intake.collect_purchases(
-        systems,
-        purchase_ids=config.purchase_ids or None,
-        lookback=timedelta(minutes=config.lookback_minutes),
-        max_orders=config.max_orders,
-    )
-    frame = pd.DataFrame(
-        {
-            "portal_order_id": [str(p.get("id")) for p in purchases],
-            "status": [p.get("status") for p in purchases],
-            "updated_at": [intake.purchase_updated_at(p) for p in purchases],
-            "payload": [json.dumps(p, default=str) for p in purchases],
-        }
-    )
-    by_status = frame["status"].fillna("(none)").value_counts().to_dict()
-    return dg.MaterializeResult(
-        value=frame,
-        metadata={
-            "purchases": len(frame),
-            "by_status": dg.MetadataValue.json({str(k): int(v) for k, v in by_status.items()}),
-            "retry_of": dg.MetadataValue.json(config.purchase_ids),
-        },
-    )
-
-
-@dg.asset(
-    group_name=ORDERS,
-    kinds={"pandas"},
-    description="Every order rule applied: live status, account mapping, authorisation, "
-    "catalogue and tax, pricing against the ERP, payment mapping.",
-)
-def validated_orders(
-    context: dg.AssetExecutionContext,
-    portal_orders: pd.DataFrame,
-    pipeline: PipelineResource,
-) -> dg.MaterializeResult:
-    systems = pipeline.open(context.run.run_id)
-    purchases = [json.loads(p) for p in portal_orders["payload"]]
-    if not purchases:
-        return dg.MaterializeResult(value=None, metadata={"orders": 0})
-    batch = intake.validate_purchases(systems, purchases)
-    counts = batch.decisions.counts()
-    counts["malformed"] = len(batch.normalised.malformed)
-    return dg.MaterializeResult(
-        value=batch,
-        metadata={"orders": len(purchases), **{k: int(v) for k, v in counts.items()}},
-    )
-
-
-@dg.asset(
-    group_name=ORDERS,
-    kinds={"sqlalchemy", "duckdb"},
-    description="Approved orders posted to the ERP (external_ref = portal purchase id, so a "
-    "rerun never posts twice), exceptions queued, and the order cursor advanced.",
-)
-def erp_sales_orders(
-    context: dg.AssetExecutionContext,
-    validated_orders,
-    pipeline: PipelineResource,
-) -> dg.MaterializeResult:
-    systems = pipeline.open(context.run.run_id)
-    if validated_orders is None:
-        return dg.MaterializeResult(value=intake.OrderOutcome(), metadata={"received": 0})
-    outcome = intake.apply_decisions(systems, validated_orders)
-    retry = bool(
-        context.run.run_config.get("ops", {})
-        .get("portal_orders", {})
-        .get("config", {})
-        .get("purchase_ids")
-    )
-    if not retry:  # an operator's retry of old purchases must not move the cursor back or on
-        intake.advance_cursor(systems, validated_orders.purchases)
-    context.log.info("Order batch: %s", outcome.counts)
-    return dg.MaterializeResult(
-        value=outcome,
-        metadata={k: int(v) for k, v in outcome.counts.items()},
-    )
-
-
-@dg.asset(
-    group_name=ORDERS,
-    kinds={"duckdb"},
-    description="The exception queue's new order entries from this run, and one alert digest.",
-)
-def order_exceptions(
-    context: dg.AssetExecutionContext,
-    erp_sales_orders: intake.OrderOutcome,
+    sparklayer: SparkLayerResource,
+    erp: ErpResource,
     audit: AuditResource,
     alerts: AlertsResource,
-) -> dg.MaterializeResult:
-    new = erp_sales_orders.new_exceptions
-    store = audit.get_store()
-    open_now = store.exceptions(status="open")
-    delivery = None
-    if not new.empty:
-        delivery = alerts.get_notifier().send_digest(new, run_label=f"run {context.run.run_id[:8]}")
-        store.record_event(
-            "exception",
-            "alert_digest",
-            "alert_sent" if delivery.sent_to_webhook or not delivery.error else "alert_failed",
-            run_id=context.run.run_id,
-            detail={
-                "exceptions": len(new),
-                "webhook": delivery.sent_to_webhook,
-                "error": delivery.error,
-            },
-        )
-    by_category = new["category"].value_counts().to_dict() if not new.empty else {}
-    return dg.MaterializeResult(
-        value=new,
+    mappings: MappingsResource,
+) -> Iterator[dg.MaterializeResult]:
+    result = run_order_intake(
+        portal=sparklayer.client,
+        erp=erp.gateway,
+        audit=audit.store,
+        state=audit.state,
+        mappings=mappings.mappings,
+        alerts=alerts.notifier,
+        run_id=context.run.run_id,
+        window=config.window(),
+    )
+    context.log.info("Order batch: %s", result.outcome.counts())
+    yield dg.MaterializeResult(asset_key=ERP_SALES_ORDERS, metadata=_sales_order_metadata(result))
+    yield dg.MaterializeResult(
+        asset_key=ORDER_EXCEPTIONS,
         metadata={
-            "new_exceptions": len(new),
-            "new_by_category": dg.MetadataValue.json({k: int(v) for k, v in by_category.items()}),
-            "open_in_queue": len(open_now),
-            "alert_delivered_to_webhook": bool(delivery and delivery.sent_to_webhook),
+            "new_exceptions": len(result.new_exceptions),
+            "new_by_category": dg.MetadataValue.json(result.new_by_category),
+            "open_in_queue": result.open_in_queue,
+            "alert_delivered_to_webhook": result.alert_delivered_to_webhook,
+        },
+    )
+    write_back = result.write_back
+    yield dg.MaterializeResult(
+        asset_key=PORTAL_ORDER_NUMBERS,
+        metadata={
+            "written_back": write_back.written_back,
+            "write_back_pending": write_back.write_back_pending,
+            "write_back_refused": write_back.write_back_refused,
         },
     )
 
 
-@dg.asset(
-    group_name=ORDERS,
-    kinds={"sparklayer"},
-    deps=[erp_sales_orders],
-    description="ERP order numbers written back to the portal (purchase_identifiers.internal).",
-)
-def portal_order_numbers(
-    context: dg.AssetExecutionContext,
-    pipeline: PipelineResource,
-) -> dg.MaterializeResult:
-    systems = pipeline.open(context.run.run_id)
-    counts = intake.write_back_order_numbers(systems)
-    return dg.MaterializeResult(metadata=counts)
+def _sales_order_metadata(result: OrderIntakeResult) -> dict[str, Any]:
+    cursor = result.cursor
+    return {
+        **result.outcome.counts(),
+        "by_type": dg.MetadataValue.json(result.by_type),
+        "window_start": result.window_start.isoformat() if result.window_start else "(all)",
+        "retry_of": dg.MetadataValue.json(list(result.retry_of)),
+        # Read by the sensor: a run that left purchases behind is followed by another at once.
+        MORE_WAITING: result.more_waiting,
+        "cursor": (
+            f"{cursor.updated_at.isoformat()} {cursor.purchase_id}"
+            if cursor.updated_at is not None
+            else "(none yet)"
+        ),
+    }
 
 
 order_intake_job = dg.define_asset_job(

@@ -3,12 +3,9 @@
 import dagster as dg
 import pandas as pd
 
-from b2b_pipeline.defs.pricing.assets import portal_price_lists, read_portal_pricing
+from b2b_pipeline.defs.pricing.assets import portal_price_lists
 from b2b_pipeline.defs.resources import ErpResource, SparkLayerResource
-
-# How many lists the post-sync comparison reads back in full; beyond that it samples, so the
-# check stays a few API calls on a merchant with thousands of customer-specific lists.
-FULL_COMPARISON_LISTS = 20
+from b2b_pipeline.flows import price_sync
 
 
 @dg.asset_check(
@@ -16,7 +13,7 @@ FULL_COMPARISON_LISTS = 20
     description="Every SKU with a price in the ERP is in the ERP catalogue.",
 )
 def every_priced_sku_in_catalogue(erp: ErpResource) -> dg.AssetCheckResult:
-    unknown = erp.get_gateway().priced_skus_not_in_catalogue()
+    unknown = erp.gateway.priced_skus_not_in_catalogue()
     return dg.AssetCheckResult(
         passed=not unknown,
         severity=dg.AssetCheckSeverity.WARN,
@@ -39,7 +36,7 @@ def every_priced_sku_in_catalogue(erp: ErpResource) -> dg.AssetCheckResult:
     },
     description="After the sync the portal's prices equal what the ERP implies (group lists as "
     "in the ERP, customer-specific lists as their effective breaks): read back in full for up "
-    f"to {FULL_COMPARISON_LISTS} lists, a deterministic sample of lists beyond that.",
+    f"to {price_sync.COMPARED_LISTS_MAX} lists, a deterministic sample of lists beyond that.",
 )
 def portal_prices_match_erp(
     sparklayer: SparkLayerResource,
@@ -47,29 +44,17 @@ def portal_prices_match_erp(
     erp_price_list_items: pd.DataFrame,
     erp_held_back_prices: pd.DataFrame,
 ) -> dg.AssetCheckResult:
-    from b2b_pipeline.domain.price_lists import price_changes
-
-    slugs = sorted(erp_price_list_items["price_list_code"].unique())
-    if len(slugs) > FULL_COMPARISON_LISTS:
-        step = len(slugs) / FULL_COMPARISON_LISTS
-        slugs = [slugs[int(i * step)] for i in range(FULL_COMPARISON_LISTS)]
-    with sparklayer.get_client() as client:
-        portal = read_portal_pricing(client, slugs)
-    # A customer-specific list's effective breaks need its parent's breaks too, compared or not.
-    compared = erp_price_lists["code"].isin(slugs)
-    parents = set(erp_price_lists.loc[compared, "parent_code"].dropna())
-    erp = erp_price_list_items[erp_price_list_items["price_list_code"].isin(parents | set(slugs))]
-    drift = price_changes(
-        erp, portal, held_back=erp_held_back_prices, erp_price_lists=erp_price_lists
+    drift = price_sync.portal_price_drift(
+        portal=sparklayer.client,
+        erp_lists=erp_price_lists,
+        erp_items=erp_price_list_items,
+        held_back=erp_held_back_prices,
     )
-    drift = drift[drift["price_list_slug"].isin(slugs)]
     return dg.AssetCheckResult(
-        passed=drift.empty,
+        passed=not drift.differing,
         metadata={
-            "lists_compared": len(slugs),
-            "skus_differing": len(drift),
-            "examples": dg.MetadataValue.json(
-                (drift["price_list_slug"] + "/" + drift["sku"]).head(20).tolist()
-            ),
+            "lists_compared": drift.lists_compared,
+            "skus_differing": len(drift.differing),
+            "examples": dg.MetadataValue.json(drift.differing[:20]),
         },
     )

@@ -1,9 +1,12 @@
 """Intra-day price changes reach the portal within minutes (only the changed SKUs)."""
 
+import json
+
 import dagster as dg
 
 from b2b_pipeline.defs.pricing.assets import price_sync_job
 from b2b_pipeline.defs.resources import ErpResource
+from b2b_pipeline.flows import price_sync
 
 
 @dg.sensor(
@@ -16,19 +19,11 @@ from b2b_pipeline.defs.resources import ErpResource
 def erp_price_changes_sensor(
     context: dg.SensorEvaluationContext, erp: ErpResource
 ) -> dg.SensorResult | dg.SkipReason:
-    import json
-    from datetime import datetime
-
     seen = json.loads(context.cursor) if context.cursor else {}
-    gateway = erp.get_gateway()
-    newest = {}
-    for table in ("price_lists", "price_list_items", "products"):
-        since = datetime.fromisoformat(seen[table]) if seen.get(table) else None
-        changed = gateway.changed_since(table, since)
-        if changed is not None:
-            newest[table] = changed.isoformat()
+    newest = price_sync.erp_price_changes(erp=erp.gateway, seen=seen)
     if not newest:
         return dg.SkipReason("No ERP price changed.")
     cursor = {**seen, **newest}
+    # The run key is the newest change per table: new changes are new work, a repeat is not.
     key = "erp-prices-" + "-".join(f"{t}:{cursor.get(t)}" for t in sorted(cursor))
     return dg.SensorResult(run_requests=[dg.RunRequest(run_key=key)], cursor=json.dumps(cursor))

@@ -237,10 +237,11 @@ def create_customer_group(portal: Portal, request: Request) -> Response:
     body = require_object(request.body(), "customer group")
     errors = FieldErrors()
     slug = text(errors, body, "slug", required=True, max_len=MAX_SLUG_LENGTH)
+    parent_slug = text(errors, body, "parent_slug", max_len=MAX_SLUG_LENGTH)
     group = {
         "slug": slug,
         "name": text(errors, body, "name", required=True, max_len=MAX_NAME_LENGTH),
-        "parent_slug": text(errors, body, "parent_slug", max_len=MAX_SLUG_LENGTH),
+        "parent_slug": parent_slug,
         "payment_methods": _payment_methods(errors, body, list(PAYMENT_METHODS)),
         "ordering_enabled": boolean(errors, body, "ordering_enabled", default=True),
     }
@@ -250,7 +251,7 @@ def create_customer_group(portal: Portal, request: Request) -> Response:
     with portal.locks.hold(("customer-group", slug)), state.lock:
         if slug in state.groups:
             raise already_exists("customer group", slug, "slug", status=400)
-        _check_parent(state, slug, group["parent_slug"])
+        _check_parent(state, slug, parent_slug)
         check_limit("customer_groups", len(state.groups) + 1, "slug")
         state.groups[slug] = group
         state.changed()

@@ -224,7 +224,9 @@ def _parse_breaks_carefully(
             errors.add("invalid-type", "A break must be an object.", f"pricing[{j}]", line=line)
             valid = False
             continue
-        quantity, price = entry.get("quantity"), entry.get("price")
+        # JSON values of any type: the checks below are what narrows them.
+        quantity: Any = entry.get("quantity")
+        price: Any = entry.get("price")
         if quantity is None and price is None:
             message = "A blank break removes the SKU's prices and must be the only break."
             errors.add("invalid-value", message, f"pricing[{j}]", line=line)

@@ -153,7 +153,7 @@ def _rate(rate: Decimal) -> int | float:
 def purchase_document(
     *,
     purchase_id: str,
-    purchase_type: str,
+    purchase_type: str | None,
     identifiers: dict[str, str],
     customer: dict[str, Any],
     payment_method: str,
@@ -297,7 +297,7 @@ def _find(portal: Portal, request: Request) -> dict[str, Any]:
 class _PurchaseBody:
     """A PUT body that passed the shape checks; identifiers are ``""`` when unset."""
 
-    purchase_type: str
+    purchase_type: str | None  # None when the body gives no type (the document says null)
     identifiers: dict[str, str]
     customer: dict[str, str]
     payment_method: str
