@@ -22,6 +22,7 @@ Same seed, same entries.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 from collections.abc import Iterator
@@ -170,10 +171,9 @@ def _damage(document: dict[str, Any], rng: Random) -> str:
     if kind in ("field", "delete"):
         paths = [p for p in _paths(document) if p[:2] != ("purchase_identifiers", "sparklayer")]
         for path in rng.sample(paths, min(len(paths), rng.randint(1, 3))):
-            try:
+            # An earlier change may have removed the path's parent.
+            with contextlib.suppress(KeyError, IndexError, TypeError):
                 _set(document, path, hostile_value(rng), delete=kind == "delete")
-            except (KeyError, IndexError, TypeError):
-                pass  # an earlier change removed the path's parent
     elif kind == "texts":
         document["customer_reference"] = rng.choice(TEXTS)
         document["billing_address"] = {"company": rng.choice(TEXTS), "line1": rng.choice(TEXTS)}

@@ -76,11 +76,11 @@ def run(plan: Plan) -> list[Row]:
         portal = HostilePortal(entries)
         with PortalProxy(sandbox.sim_url, hostile=portal) as proxy:
             sandbox.portal_url = proxy.url
-            recovered, outcomes = sandbox.recover(
-                max_runs=plan.hostile_purchases // FULL_BATCH + 3
-            )
+            recovered, outcomes = sandbox.recover(max_runs=plan.hostile_purchases // FULL_BATCH + 3)
             sandbox.portal_url = sandbox.sim_url
-        failures = [o.stderr.strip().splitlines()[-1] for o in outcomes if o.returncode and o.stderr]
+        failures = [
+            o.stderr.strip().splitlines()[-1] for o in outcomes if o.returncode and o.stderr
+        ]
         snapshot = take_snapshot(sandbox)
         counts, unaccounted = account(snapshot, [e.document for e in entries])
         neighbours = count(snapshot, real)
