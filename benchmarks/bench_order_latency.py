@@ -26,61 +26,19 @@ so each figure is accurate to a quarter of a second. Goal (issue 9): p95 under 6
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
-import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import requests
 import sqlalchemy as sa
+from dg_dev import BIN, CLIENT, SECRET, SITE, DgDev, environment, workspace
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-SITE, CLIENT, SECRET = "bench-site", "bench-client", "bench-secret"
 # The trade accounts that place the measured orders; their lists (their own and the trade group
 # list) keep their prices, every other list changes, so the orders post while the sync pushes.
 ORDERING_GROUP, ORDERING_GROUP_LIST, ORDERING_ACCOUNTS = "trade", "PL-TRADE-GBP", 12
-
-LAUNCH = """
-mutation Launch($selector: JobOrPipelineSelector!) {
-  launchRun(executionParams: {selector: $selector, runConfigData: {}}) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message }
-    ... on InvalidSubsetError { message }
-  }
-}
-"""
-RUN_STATUS = """
-query Status($runId: ID!) { runOrError(runId: $runId) { ... on Run { status startTime endTime } } }
-"""
-LOCATIONS = """
-{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def graphql(base: str, query: str, variables: dict | None = None) -> dict:
-    response = requests.post(
-        f"{base}/graphql", json={"query": query, "variables": variables or {}}, timeout=60
-    )
-    response.raise_for_status()
-    body = response.json()
-    if body.get("errors"):
-        raise RuntimeError(body["errors"])
-    return body["data"]
 
 
 class ErpWatcher:
@@ -164,12 +122,7 @@ def main() -> None:
         else {"customers": 5_000, "skus": 20_000, "price_rows": 1_000_000}
     )
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench_order_latency_"))
-    data = workdir / "data"
-    data.mkdir()
-    home = workdir / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text())
+    workdir, data, home = workspace("bench_order_latency_")
 
     from b2b_pipeline.connectors.erp.gateway import ErpGateway
     from b2b_pipeline.demo import seed_erp
@@ -177,19 +130,8 @@ def main() -> None:
 
     server = SimulatorServer("127.0.0.1", 0, site_id=SITE, client_id=CLIENT, client_secret=SECRET)
     server.start()
-    erp_url = f"sqlite:///{data / 'erp.sqlite'}"
-    env = {
-        **os.environ,
-        "B2B_DATA_DIR": str(data),
-        "DAGSTER_HOME": str(home),
-        "VIRTUAL_ENV": str(BIN.parent),
-        "SPARKLAYER_BASE_URL": server.url,
-        "SPARKLAYER_SITE_ID": SITE,
-        "SPARKLAYER_CLIENT_ID": CLIENT,
-        "SPARKLAYER_CLIENT_SECRET": SECRET,
-        "ERP_DATABASE_URL": erp_url,
-        "B2B_AUDIT_DB": str(data / "audit.duckdb"),
-    }
+    env = {**os.environ, **environment(server.url, data, home)}
+    erp_url = env["ERP_DATABASE_URL"]
     started = time.perf_counter()
     gateway = ErpGateway(erp_url)
     seed_erp(gateway, **size)
@@ -216,99 +158,65 @@ def main() -> None:
     )
     print(f"portal up to date (headless) in {time.perf_counter() - started:.0f} s", flush=True)
 
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = (workdir / "dg_dev.log").open("w")
-    dev = subprocess.Popen(
-        [str(BIN / "dg"), "dev", "-h", "127.0.0.1", "-p", str(port), "--log-level", "warning"],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
     watcher = ErpWatcher(erp_url)
     try:
-        location = None
-        deadline = time.monotonic() + 240
-        while location is None and time.monotonic() < deadline:
-            try:
-                entries = graphql(base, LOCATIONS)["workspaceOrError"]["locationEntries"]
-                location = next((e["name"] for e in entries if e["loadStatus"] == "LOADED"), None)
-            except (requests.RequestException, RuntimeError, KeyError, TypeError):
-                pass
-            time.sleep(1)
-        if location is None:
-            sys.exit(f"dg dev did not load the code location; see {workdir / 'dg_dev.log'}")
-        watcher.start()
+        with DgDev(env, workdir / "dg_dev.log") as dev:
+            watcher.start()
 
-        # Floor: orders with nothing else running (the sensor's interval and a run's start).
-        floor_placed = dict(
-            place_order(server.url, ordering[n % len(ordering)], skus, n)
-            for n in range(args.floor_orders)
-        )
-        wait_posted(watcher, list(floor_placed), 240)
-        floor = latencies(watcher, floor_placed)
+            # Floor: orders with nothing else running (the sensor's interval and a run's start).
+            floor_placed = dict(
+                place_order(server.url, ordering[n % len(ordering)], skus, n)
+                for n in range(args.floor_orders)
+            )
+            wait_posted(watcher, list(floor_placed), 240)
+            floor = latencies(watcher, floor_placed)
 
-        # Load: most prices and every stock level change in the ERP, and both syncs start.
-        engine = sa.create_engine(erp_url)
-        with engine.begin() as connection:
-            changed_prices = connection.execute(
-                sa.text(
-                    "UPDATE erp_price_list_items SET unit_price = round(unit_price * 1.03, 2), "
-                    "updated_at = CURRENT_TIMESTAMP WHERE price_list_code NOT IN :kept"
-                ).bindparams(sa.bindparam("kept", expanding=True)),
-                {"kept": kept_lists},
-            ).rowcount
-            connection.execute(
-                sa.text(
-                    "UPDATE erp_inventory SET on_hand = on_hand + 5, updated_at = CURRENT_TIMESTAMP"
+            # Load: most prices and every stock level change in the ERP, and both syncs start.
+            engine = sa.create_engine(erp_url)
+            with engine.begin() as connection:
+                changed_prices = connection.execute(
+                    sa.text(
+                        "UPDATE erp_price_list_items SET unit_price = round(unit_price * 1.03, 2), "
+                        "updated_at = CURRENT_TIMESTAMP WHERE price_list_code NOT IN :kept"
+                    ).bindparams(sa.bindparam("kept", expanding=True)),
+                    {"kept": kept_lists},
+                ).rowcount
+                connection.execute(
+                    sa.text(
+                        "UPDATE erp_inventory "
+                        "SET on_hand = on_hand + 5, updated_at = CURRENT_TIMESTAMP"
+                    )
                 )
-            )
-        engine.dispose()
-        runs = {}
-        for job in ("price_sync_job", "inventory_sync_job"):
-            selector = {
-                "repositoryLocationName": location,
-                "repositoryName": "__repository__",
-                "jobName": job,
-            }
-            launched = graphql(base, LAUNCH, {"selector": selector})["launchRun"]
-            if launched["__typename"] != "LaunchRunSuccess":
-                sys.exit(f"could not launch {job}: {json.dumps(launched)}")
-            runs[job] = launched["run"]["runId"]
+            engine.dispose()
+            runs = {job: dev.launch(job) for job in ("price_sync_job", "inventory_sync_job")}
 
-        def status(job: str) -> dict:
-            return graphql(base, RUN_STATUS, {"runId": runs[job]})["runOrError"]
+            def status(job: str) -> dict:
+                return dev.run_status(runs[job])
 
-        placed: dict[str, float] = {}
-        sync_end: float | None = None
-        for n in range(args.orders):
-            order_id, at = place_order(
-                server.url, ordering[(n + 11) % len(ordering)], skus, 1000 + n
+            placed: dict[str, float] = {}
+            sync_end: float | None = None
+            for n in range(args.orders):
+                order_id, at = place_order(
+                    server.url, ordering[(n + 11) % len(ordering)], skus, 1000 + n
+                )
+                placed[order_id] = at
+                time.sleep(args.interval)
+            wait_posted(watcher, list(placed), 300)
+            while sync_end is None:
+                state = status("price_sync_job")
+                if state["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
+                    sync_end = time.monotonic() - (time.time() - state["endTime"])
+                    break
+                time.sleep(2)
+            price_run = status("price_sync_job")
+            stock_run = status("inventory_sync_job")
+            loaded = latencies(watcher, placed)
+            before_sync_end = sum(
+                1 for i in placed if i in watcher.seen and watcher.seen[i] < sync_end
             )
-            placed[order_id] = at
-            time.sleep(args.interval)
-        wait_posted(watcher, list(placed), 300)
-        while sync_end is None:
-            state = status("price_sync_job")
-            if state["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
-                sync_end = time.monotonic() - (time.time() - state["endTime"])
-                break
-            time.sleep(2)
-        price_run = status("price_sync_job")
-        stock_run = status("inventory_sync_job")
-        loaded = latencies(watcher, placed)
-        before_sync_end = sum(1 for i in placed if i in watcher.seen and watcher.seen[i] < sync_end)
-        placed_during = sum(1 for t in placed.values() if t < sync_end)
+            placed_during = sum(1 for t in placed.values() if t < sync_end)
     finally:
         watcher.stop()
-        os.killpg(dev.pid, signal.SIGINT)
-        try:
-            dev.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(dev.pid, signal.SIGKILL)
         server.stop()
 
     load = os.getloadavg()
