@@ -187,8 +187,14 @@ def test_without_b2b_data_dir_the_data_folder_is_the_projects_not_the_current_on
     root = paths.project_root()
     assert root is not None and (root / "pyproject.toml").is_file()
     assert paths.default_data_dir() == root / "data"
+    # The settings every Dagster resource and the console build follow the same rule: the
+    # audit trail, the ERP file and the audit key are never looked for in the current folder.
+    from b2b_pipeline.config.settings import Settings
+
+    assert Settings.from_env().audit_db.parent == root / "data"
     monkeypatch.setenv("B2B_DATA_DIR", str(tmp_path / "elsewhere"))
     assert paths.default_data_dir() == tmp_path / "elsewhere"
+    assert Settings.from_env().data_dir == tmp_path / "elsewhere"
 
 
 def test_run_from_another_folder_a_command_reports_on_the_real_data_and_creates_nothing_there(

@@ -327,6 +327,40 @@ def test_a_price_difference_finance_approved_is_explained_and_the_month_closes_c
     assert "the ERP total has changed since" in " ".join(edited.stdout.split())  # wrapped
 
 
+def test_an_order_someone_ignored_is_explained_by_who_ignored_it_not_missing_in_erp(
+    pipeline: Pipeline,
+) -> None:
+    """An order ignored in the queue (a test order, say) is not in the ERP by decision: the
+    close says who ignored it and why, and it is not an unexplained difference."""
+    ready_portal(pipeline)
+    ignored, _ = place(pipeline, TRADE, f"{MONTH}-05T09:00:00Z", unit_price=9.00)
+    pipeline.run("order_intake_job")
+    queued = pipeline.audit.exceptions(status="open")
+    assert list(queued["entity_key"]) == [ignored]
+    exception_id = queued.iloc[0]["exception_id"]
+
+    runner = CliRunner()
+    done = runner.invoke(
+        cli,
+        ["exceptions", "ignore", exception_id, "--by", "j.ops", "--reason", "test order"],
+    )
+    assert done.exit_code == 0, done.output
+
+    result = pipeline.run("month_end_job", partition_key=MONTH)
+    lines = pipeline.audit.reconciliation_lines(MONTH).set_index("portal_order_id")
+    assert lines.loc[ignored, "outcome"] == "EXCEPTION_OPEN"
+    reason = lines.loc[ignored, "reason"]
+    assert "ignored by j.ops on " in reason and ": test order;" in reason, reason
+    assert "it will not be posted to the ERP unless it is retried" in reason
+    assert "not in the exception queue" not in reason
+    check = check_result(result, "reconciliation_fully_explained")
+    assert check.passed, check.description
+
+    closed = runner.invoke(cli, ["reconcile", "--month", MONTH, "--format", "json"])
+    assert closed.exit_code == 0, closed.output
+    assert json.loads(closed.stdout)["unexplained"] == {"count": 0, "money": {}}
+
+
 def test_orders_at_the_last_and_first_second_of_a_month_land_in_their_own_months(
     pipeline: Pipeline,
 ) -> None:

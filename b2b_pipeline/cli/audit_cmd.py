@@ -12,8 +12,8 @@ import sys
 
 import click
 
+from b2b_pipeline.cli import paths
 from b2b_pipeline.cli.output import emit, format_option
-from b2b_pipeline.config.settings import Settings
 
 
 @click.group()
@@ -24,11 +24,7 @@ def audit() -> None:
 def _store():
     from b2b_pipeline.connectors.audit.store import AuditStore
 
-    settings = Settings.from_env()
-    if not settings.audit_db.exists():
-        click.echo(f"b2b-pipeline: no audit trail at {settings.audit_db}", err=True)
-        sys.exit(2)
-    return AuditStore(settings.audit_db)
+    return AuditStore(paths.require_audit_file())
 
 
 @audit.command("verify")

@@ -1,10 +1,8 @@
 """Where the command line finds the product's files, whatever folder it is run from.
 
-``B2B_DATA_DIR`` when set; otherwise the ``data/`` folder of the project the package runs from
-(a source checkout: the folder holding ``pyproject.toml`` beside ``b2b_pipeline/``); otherwise,
-for an installed package, the user's data folder (``$XDG_DATA_HOME/b2b-pipeline``, by default
-``~/.local/share/b2b-pipeline``). Never the current folder: run from another folder, a command
-used to create an empty ``data/`` there and report on nothing.
+``B2B_DATA_DIR`` when set; otherwise the project's ``data/`` folder or the user's data folder
+(the rule is ``config.settings.data_dir``). Never the current folder: run from another folder, a
+command used to create an empty ``data/`` there and report on nothing.
 
 The folder found is pinned in ``B2B_DATA_DIR`` for the rest of the process, so the Dagster
 resources a command builds for a job (they read the environment) use the same files.
@@ -21,28 +19,14 @@ from pathlib import Path
 
 import click
 
-from b2b_pipeline.config.settings import Settings
+from b2b_pipeline.config.settings import Settings, data_dir, project_root
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-
-
-def project_root() -> Path | None:
-    """The source checkout the package runs from, or None for an installed package."""
-    root = PACKAGE_ROOT.parent
-    if (root / "pyproject.toml").is_file() and (root / "b2b_pipeline").is_dir():
-        return root
-    return None
+__all__ = ["default_data_dir", "project_root", "require_audit_file", "settings"]
 
 
 def default_data_dir() -> Path:
-    configured = os.environ.get("B2B_DATA_DIR")
-    if configured:
-        return Path(configured).expanduser().resolve()
-    root = project_root()
-    if root is not None:
-        return root / "data"
-    user_data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(user_data) / "b2b-pipeline"
+    """The data folder (one rule for the CLI, the console and the Dagster resources)."""
+    return data_dir()
 
 
 def settings() -> Settings:

@@ -47,9 +47,35 @@ def _positive_number(name: str, default: float) -> float:
     return value
 
 
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def project_root() -> Path | None:
+    """The source checkout the package runs from, or None for an installed package."""
+    root = PACKAGE_ROOT.parent
+    if (root / "pyproject.toml").is_file() and (root / "b2b_pipeline").is_dir():
+        return root
+    return None
+
+
 def data_dir() -> Path:
-    """The folder for generated files (``B2B_DATA_DIR``, default ``./data``)."""
-    return Path(os.environ.get("B2B_DATA_DIR") or "data").resolve()
+    """The folder for generated files, whatever folder the process runs from.
+
+    ``B2B_DATA_DIR`` when set; otherwise the ``data/`` folder of the source checkout the package
+    runs from (the folder holding ``pyproject.toml`` beside ``b2b_pipeline/``); otherwise, for an
+    installed package, the user's data folder (``$XDG_DATA_HOME/b2b-pipeline``, by default
+    ``~/.local/share/b2b-pipeline``). Never the current folder: run from another folder, a
+    command used to create an empty ``data/`` there and report on nothing, and a Dagster run
+    would have written beside it.
+    """
+    configured = os.environ.get("B2B_DATA_DIR")
+    if configured:
+        return Path(configured).expanduser().resolve()
+    root = project_root()
+    if root is not None:
+        return root / "data"
+    user_data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(user_data) / "b2b-pipeline"
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,11 @@ Reason texts match the state of what they describe:
   changed the order"); an approved order whose ERP total was edited after posting is
   unexplained again, and says so;
 - an order held in the queue under an approval that waits for its retry says who approved it
-  and what was decided, instead of the exception's original "approve with ..." advice.
+  and what was decided, instead of the exception's original "approve with ..." advice;
+- an order someone ignored in the queue (``exceptions ignore``: a test order, a duplicate the
+  buyer placed twice) is not in the ERP by decision: it is ``EXCEPTION_OPEN`` ("held in the
+  queue with a known reason", the contract's outcome for it), and its reason says who ignored it,
+  when and why, instead of an unexplained ``MISSING_IN_ERP`` that sends finance looking.
 """
 
 from __future__ import annotations
@@ -86,7 +90,7 @@ def run_month_end(
         portal, start - MARGIN, end + MARGIN, live_types=mappings.live_types
     )
     erp_orders = erp.read_sales_orders(start - MARGIN, end + MARGIN)
-    waiting = audit.exceptions(status=["open", "approved"])
+    waiting = audit.exceptions(status=["open", "approved", "ignored"])
     waiting = waiting[waiting["entity"] == "order"] if not waiting.empty else waiting
     who = approvers(audit)
     lines = rec.reconcile_month(
@@ -221,13 +225,27 @@ def _decision_words(decision: Any) -> str:
 
 def _held_as_they_stand(waiting: pd.DataFrame, who: pd.Series) -> pd.DataFrame:
     """The queue as the comparison quotes it: an approved exception's message is replaced by
-    its approval (who, what), so the line no longer tells finance to approve what it did."""
+    its approval (who, what), so the line no longer tells finance to approve what it did, and
+    an ignored one's by who ignored it, when and why."""
     if waiting.empty or "status" not in waiting:
         return waiting
+    waiting = waiting.copy()
+    ignored = waiting["status"] == "ignored"
+    if ignored.any():
+        when = pd.to_datetime(waiting.loc[ignored, "updated_at"], errors="coerce", utc=True)
+        why = waiting.loc[ignored, "resolution_note"].fillna("").astype(str).str.strip()
+        waiting.loc[ignored, "message"] = (
+            "ignored by "
+            + waiting.loc[ignored, "resolved_by"].fillna("an operator").astype(str)
+            + when.dt.strftime(" on %Y-%m-%d").fillna("")
+            + why.where(why == "", ": " + why.str.rstrip("."))
+            + "; it will not be posted to the ERP unless it is retried ("
+            + waiting.loc[ignored, "exception_id"].astype(str)
+            + ")."
+        )
     approved = waiting["status"] == "approved"
     if not approved.any():
         return waiting
-    waiting = waiting.copy()
     ids = waiting.loc[approved, "exception_id"]
     names = ids.map(who) if not who.empty else pd.Series(index=ids.index, dtype=object)
     names = names.fillna(waiting.loc[approved, "resolved_by"]).fillna("finance")
