@@ -89,9 +89,9 @@ def portal(simulator: object):
 
 @pytest.fixture
 def erp(tmp_path: Path):
-    from b2b_pipeline.connectors.erp.gateway import ErpGateway
+    from b2b_pipeline.connectors.erp.reference_edits import ReferenceErp
 
-    gateway = ErpGateway(f"sqlite:///{tmp_path / 'erp.sqlite'}")
+    gateway = ReferenceErp(f"sqlite:///{tmp_path / 'erp.sqlite'}")
     gateway.create_schema()
     yield gateway
     gateway.dispose()
@@ -120,9 +120,9 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.fixture
 def erp_postgres(postgres_url: str):
-    from b2b_pipeline.connectors.erp.gateway import ErpGateway
+    from b2b_pipeline.connectors.erp.reference_edits import ReferenceErp
 
-    gateway = ErpGateway(postgres_url)
+    gateway = ReferenceErp(postgres_url)
     gateway.create_schema()
     yield gateway
     gateway.dispose()
@@ -142,7 +142,7 @@ def pipeline(simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """The whole product on real components: simulator, seeded SQLite ERP, DuckDB audit file;
     the environment points the project's own Dagster definitions at them."""
     from b2b_pipeline.connectors.audit.store import AuditStore
-    from b2b_pipeline.connectors.erp.gateway import ErpGateway
+    from b2b_pipeline.connectors.erp.reference_edits import ReferenceErp
     from b2b_pipeline.connectors.sparklayer.client import SparkLayerClient
     from b2b_pipeline.demo import seed_erp
     from b2b_pipeline_tests.harness import Pipeline
@@ -159,7 +159,7 @@ def pipeline(simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("SPARKLAYER_REQUESTS_PER_SECOND", "1000")
     monkeypatch.setenv("ERP_DATABASE_URL", erp_url)
     monkeypatch.setenv("B2B_AUDIT_DB", str(audit_path))
-    gateway = ErpGateway(erp_url)
+    gateway = ReferenceErp(erp_url)
     gateway.create_schema()
     seed_erp(gateway)
     store = AuditStore(audit_path)

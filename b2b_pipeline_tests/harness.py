@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from b2b_pipeline.connectors.audit.store import AuditStore
-from b2b_pipeline.connectors.erp.gateway import ErpGateway
+from b2b_pipeline.connectors.erp.reference_edits import ReferenceErp
 from b2b_pipeline.connectors.sparklayer.client import SparkLayerClient
 from b2b_pipeline.connectors.sync_state import SyncState
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 @dataclass
 class Pipeline:
     url: str
-    erp: ErpGateway
+    erp: ReferenceErp
     audit: AuditStore
     portal: SparkLayerClient
     data_dir: Path
@@ -218,7 +218,7 @@ def save_synced_portal(folder: Path) -> Path:
     this portal was synced from: a module syncs once (about 3 s) and each test starts its own
     simulator from a copy (:func:`simulator_from`)."""
     from b2b_pipeline.connectors.audit.store import AuditStore
-    from b2b_pipeline.connectors.erp.gateway import ErpGateway
+    from b2b_pipeline.connectors.erp.reference_edits import ReferenceErp
     from b2b_pipeline.demo import seed_erp
     from b2b_pipeline.simulator.server import SimulatorServer
     from b2b_pipeline_tests.conftest import CLIENT_ID, CLIENT_SECRET, SITE_ID
@@ -245,7 +245,7 @@ def save_synced_portal(folder: Path) -> Path:
             env.setenv("B2B_AUDIT_DB", str(folder / "audit.duckdb"))
             env.delenv("B2B_MAPPINGS", raising=False)
             env.delenv("B2B_ALERT_WEBHOOK_URL", raising=False)
-            gateway = ErpGateway(f"sqlite:///{folder / 'erp.sqlite'}")
+            gateway = ReferenceErp(f"sqlite:///{folder / 'erp.sqlite'}")
             gateway.create_schema()
             seed_erp(gateway)
             gateway.dispose()

@@ -75,9 +75,9 @@ def fresh_erp(simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str
 
 
 def erp_tables(url: str) -> dict[str, pd.DataFrame]:
-    from b2b_pipeline.connectors.erp.gateway import ErpGateway
+    from b2b_pipeline.connectors.erp.reference_edits import ReferenceErp
 
-    gateway = ErpGateway(url)
+    gateway = ReferenceErp(url)
     try:
         return {
             "customers": gateway.read_customers().sort_values("account_code", ignore_index=True),

@@ -86,7 +86,7 @@ class _Server(uvicorn.Server):
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     from b2b_pipeline.config.settings import Settings
     from b2b_pipeline.connectors.audit.store import AuditStore
-    from b2b_pipeline.connectors.erp.gateway import ErpGateway
+    from b2b_pipeline.connectors.erp.reference_edits import ReferenceErp
     from b2b_pipeline.connectors.sparklayer.client import SparkLayerClient
     from b2b_pipeline.console.app import create_app
     from b2b_pipeline.console.auth import add_user
@@ -118,7 +118,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "DAGSTER_PORT": "3999",
     }
     unset = ("B2B_MAPPINGS", "B2B_ALERT_WEBHOOK_URL", "DAGSTER_HOME", "B2B_CONSOLE_USERS")
-    gateway = ErpGateway(env["ERP_DATABASE_URL"])
+    gateway = ReferenceErp(env["ERP_DATABASE_URL"])
     portal = SparkLayerClient(
         simulator.url, SITE_ID, CLIENT_ID, CLIENT_SECRET, requests_per_second=1000.0
     )

@@ -25,6 +25,7 @@ from b2b_pipeline.connectors.erp.errors import (
     ErpUnreachableError,
 )
 from b2b_pipeline.connectors.erp.gateway import ErpGateway
+from b2b_pipeline.connectors.erp.reference_edits import EDITS, ReferenceErp
 from b2b_pipeline.demo import NOTABLE_ACCOUNTS, seed_erp
 
 UTC = dt.UTC
@@ -59,13 +60,13 @@ MONEY_COLUMNS = {
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def gateway(request: pytest.FixtureRequest) -> ErpGateway:
+def gateway(request: pytest.FixtureRequest) -> ReferenceErp:
     """The same tests on both databases the project supports."""
     return request.getfixturevalue("erp" if request.param == "sqlite" else "erp_postgres")
 
 
 @pytest.fixture
-def raw_engine(gateway: ErpGateway) -> Iterator[sa.Engine]:
+def raw_engine(gateway: ReferenceErp) -> Iterator[sa.Engine]:
     """A plain SQLAlchemy engine on the same database, to look under the gateway."""
     engine = sa.create_engine(gateway.display_url)  # test databases have no password
     yield engine
@@ -106,7 +107,7 @@ def _lines(refs: list[str]) -> pd.DataFrame:
     )
 
 
-def _count(gateway: ErpGateway, table: str) -> int:
+def _count(gateway: ReferenceErp, table: str) -> int:
     return len(gateway.read_table(table))
 
 
@@ -114,7 +115,7 @@ def _count(gateway: ErpGateway, table: str) -> int:
 
 
 def test_schema_has_the_contract_tables_columns_and_money_precision(
-    gateway: ErpGateway, raw_engine: sa.Engine
+    gateway: ReferenceErp, raw_engine: sa.Engine
 ) -> None:
     gateway.create_schema()  # a second time: safe
     inspector = sa.inspect(raw_engine)
@@ -133,7 +134,7 @@ def test_schema_has_the_contract_tables_columns_and_money_precision(
         assert ["updated_at"] in indexed, f"{table}.updated_at is not indexed"
 
 
-def test_reads_use_contract_names_and_project_types(gateway: ErpGateway) -> None:
+def test_reads_use_contract_names_and_project_types(gateway: ReferenceErp) -> None:
     seed_erp(gateway, customers=12, skus=24)
     customers = gateway.read_customers()
     assert list(customers.columns) == CONTRACT_COLUMNS["erp_customers"]
@@ -160,7 +161,7 @@ def test_reads_use_contract_names_and_project_types(gateway: ErpGateway) -> None
     assert set(gateway.read_warehouses()["code"]) == {"MAIN", "NORTH"}
 
 
-def test_empty_tables_read_with_the_same_types(gateway: ErpGateway) -> None:
+def test_empty_tables_read_with_the_same_types(gateway: ReferenceErp) -> None:
     orders = gateway.read_sales_orders(
         dt.datetime(2025, 1, 1, tzinfo=UTC), dt.datetime(2026, 1, 1, tzinfo=UTC)
     )
@@ -172,7 +173,7 @@ def test_empty_tables_read_with_the_same_types(gateway: ErpGateway) -> None:
 # -- posting sales orders --------------------------------------------------------------------
 
 
-def test_posting_the_same_batch_twice_creates_each_order_once(gateway: ErpGateway) -> None:
+def test_posting_the_same_batch_twice_creates_each_order_once(gateway: ReferenceErp) -> None:
     refs = ["pur_1001", "pur_1002", "pur_1003"]
     first = gateway.post_sales_orders(_orders(refs), _lines(refs))
     second = gateway.post_sales_orders(_orders(refs), _lines(refs))
@@ -194,7 +195,7 @@ def test_posting_the_same_batch_twice_creates_each_order_once(gateway: ErpGatewa
 
 
 def test_a_batch_mixing_new_and_posted_orders_posts_only_the_new_ones(
-    gateway: ErpGateway,
+    gateway: ReferenceErp,
 ) -> None:
     posted = gateway.post_sales_orders(_orders(["pur_1"]), _lines(["pur_1"]))
     refs = ["pur_2", "pur_1", "pur_3"]
@@ -211,7 +212,7 @@ def test_a_batch_mixing_new_and_posted_orders_posts_only_the_new_ones(
     assert existing["gross_total"].tolist() == [36.0, 36.0]
 
 
-def test_a_line_the_erp_refuses_leaves_no_half_posted_order(gateway: ErpGateway) -> None:
+def test_a_line_the_erp_refuses_leaves_no_half_posted_order(gateway: ReferenceErp) -> None:
     refs = ["pur_good", "pur_bad"]
     lines = _lines(refs)
     lines.loc[lines["external_ref"] == "pur_bad", "line_no"] = 1  # duplicate line number
@@ -227,7 +228,7 @@ def test_a_line_the_erp_refuses_leaves_no_half_posted_order(gateway: ErpGateway)
     assert _count(gateway, "sales_orders") == 2
 
 
-def test_a_large_batch_posts_in_one_call(gateway: ErpGateway) -> None:
+def test_a_large_batch_posts_in_one_call(gateway: ReferenceErp) -> None:
     refs = [f"pur_{n:05d}" for n in range(2_500)]
     result = gateway.post_sales_orders(_orders(refs), _lines(refs))
     assert len(result) == 2_500 and not result["already_posted"].any()
@@ -238,7 +239,7 @@ def test_a_large_batch_posts_in_one_call(gateway: ErpGateway) -> None:
     assert again["order_no"].tolist() == result["order_no"].tolist()
 
 
-def test_order_numbers_are_never_reused(gateway: ErpGateway, raw_engine: sa.Engine) -> None:
+def test_order_numbers_are_never_reused(gateway: ReferenceErp, raw_engine: sa.Engine) -> None:
     first = gateway.post_sales_orders(_orders(["pur_a"]), _lines(["pur_a"]))
     with raw_engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM erp_sales_order_lines"))
@@ -248,7 +249,7 @@ def test_order_numbers_are_never_reused(gateway: ErpGateway, raw_engine: sa.Engi
 
 
 def test_two_runs_posting_the_same_orders_at_once_create_each_order_once(
-    gateway: ErpGateway,
+    gateway: ReferenceErp,
 ) -> None:
     refs = [f"pur_{n}" for n in range(40)]
     other = ErpGateway(gateway.display_url)  # a second process's connection pool
@@ -256,7 +257,7 @@ def test_two_runs_posting_the_same_orders_at_once_create_each_order_once(
     errors: list[BaseException] = []
     start = threading.Barrier(2)
 
-    def post(gw: ErpGateway) -> None:
+    def post(gw: ReferenceErp) -> None:
         try:
             start.wait()
             results.append(gw.post_sales_orders(_orders(refs), _lines(refs)))
@@ -279,7 +280,7 @@ def test_two_runs_posting_the_same_orders_at_once_create_each_order_once(
     assert (first["already_posted"] ^ second["already_posted"]).all()
 
 
-def test_money_keeps_four_decimals_exactly(gateway: ErpGateway, raw_engine: sa.Engine) -> None:
+def test_money_keeps_four_decimals_exactly(gateway: ReferenceErp, raw_engine: sa.Engine) -> None:
     orders = _orders(["pur_money"]).assign(
         net_total=1_234_567_890.1234, tax_total=0.1 + 0.2, gross_total=Decimal("1234567890.42345")
     )
@@ -307,7 +308,7 @@ def test_money_keeps_four_decimals_exactly(gateway: ErpGateway, raw_engine: sa.E
     assert read_back == [3.3333, 10.0]
 
 
-def test_sales_orders_are_read_by_order_date(gateway: ErpGateway) -> None:
+def test_sales_orders_are_read_by_order_date(gateway: ReferenceErp) -> None:
     gateway.post_sales_orders(_orders(["pur_jan"], month=1, day=31), _lines(["pur_jan"]))
     gateway.post_sales_orders(_orders(["pur_feb"], month=2, day=1), _lines(["pur_feb"]))
     february = gateway.read_sales_orders(
@@ -318,7 +319,7 @@ def test_sales_orders_are_read_by_order_date(gateway: ErpGateway) -> None:
     assert february.loc[0, "created_at"].tzinfo is not None
 
 
-def test_a_batch_naming_an_order_twice_is_refused_before_writing(erp: ErpGateway) -> None:
+def test_a_batch_naming_an_order_twice_is_refused_before_writing(erp: ReferenceErp) -> None:
     with pytest.raises(ValueError, match="pur_x"):
         erp.post_sales_orders(_orders(["pur_x", "pur_x"]), _lines(["pur_x"]))
     assert _count(erp, "sales_orders") == 0
@@ -327,7 +328,7 @@ def test_a_batch_naming_an_order_twice_is_refused_before_writing(erp: ErpGateway
 # -- change detection and master-data writes -------------------------------------------------
 
 
-def test_changed_since_sees_a_credit_hold_and_a_deleted_price(gateway: ErpGateway) -> None:
+def test_changed_since_sees_a_credit_hold_and_a_deleted_price(gateway: ReferenceErp) -> None:
     seed_erp(gateway, customers=12, skus=24)
     cursor = gateway.changed_since("customers", None)
     assert cursor == gateway.read_customers()["updated_at"].max()
@@ -348,7 +349,7 @@ def test_changed_since_sees_a_credit_hold_and_a_deleted_price(gateway: ErpGatewa
     assert mine[["min_quantity", "unit_price"]].values.tolist() == [[1, 12.5]]
 
 
-def test_create_customer_fills_defaults_and_keeps_an_existing_account(erp: ErpGateway) -> None:
+def test_create_customer_fills_defaults_and_keeps_an_existing_account(erp: ReferenceErp) -> None:
     record = {"account_code": "NEW001", "name": "Brightwell Interiors Ltd", "tax_code": "STANDARD",
               "currency": "GBP", "customer_group": "trade", "price_list_code": "PL-TRADE-GBP",
               "payment_terms": "NET30", "credit_limit": 0}  # fmt: skip
@@ -401,9 +402,31 @@ def test_an_invalid_url_is_a_configuration_error_without_echo() -> None:
     assert "hunter2" not in str(failure.value)
 
 
-def test_prices_for_skus_missing_from_the_catalogue_are_found(gateway: ErpGateway) -> None:
+def test_prices_for_skus_missing_from_the_catalogue_are_found(gateway: ReferenceErp) -> None:
     seed_erp(gateway, customers=12, skus=24)
     assert gateway.priced_skus_not_in_catalogue() == []
     gateway.set_price("PL-TRADE-GBP", "GHOST-0001", 1, "9.99")
     gateway.set_price("PL-TRADE-GBP", "GHOST-0001", 10, "8.99")
     assert gateway.priced_skus_not_in_catalogue() == ["GHOST-0001"]
+
+
+def test_the_product_never_edits_the_erps_master_data() -> None:
+    """The pipeline reads the ERP's customers, prices and stock and writes only sales orders
+    (and customers under the ``auto_create`` policy): the edits a person makes in the ERP
+    (credit hold, prices, stock) live on ReferenceErp, for tests and the demo, and no module
+    of the product calls one."""
+    import re
+    from pathlib import Path
+
+    import b2b_pipeline
+
+    root = Path(b2b_pipeline.__file__).parent
+    pattern = re.compile(r"\.(" + "|".join(EDITS) + r")\(")
+    calls = [
+        f"{path.relative_to(root)}: {match.group(1)}"
+        for path in root.rglob("*.py")
+        if path.name != "reference_edits.py"
+        for match in pattern.finditer(path.read_text())
+    ]
+    assert calls == []
+    assert not any(hasattr(ErpGateway, name) for name in EDITS)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from decimal import Decimal
 from typing import Any
 
 import pandas as pd
@@ -46,7 +45,6 @@ from b2b_pipeline.connectors.erp.engine import (
 from b2b_pipeline.connectors.erp.errors import ErpError, ErpRejectedError, ErpUnreachableError
 from b2b_pipeline.connectors.erp.frames import (
     chunks,
-    decimal4,
     driver_connection,
     fetch_raw,
     raw_columns,
@@ -452,104 +450,6 @@ class ErpGateway:
         frame = pd.DataFrame([row])
         with self._writing(f"creating customer {record['account_code']}") as conn:
             self._insert_ignoring_existing(conn, schema.customers, frame)
-
-    def upsert_customers(self, customers: pd.DataFrame) -> int:
-        """Insert or replace customers by account_code (``updated_at`` defaults to now)."""
-        return self._upsert("customers", customers)
-
-    def set_credit_hold(self, account_code: str, held: bool) -> None:
-        """Put an account on credit hold, or release it."""
-        self._update_customer(account_code, credit_hold=held)
-
-    def set_customer_active(self, account_code: str, active: bool) -> None:
-        """Activate or deactivate an account."""
-        self._update_customer(account_code, active=active)
-
-    def set_customer_group(
-        self, account_code: str, customer_group: str, price_list_code: str | None = None
-    ) -> None:
-        """Move an account to another group, and to that group's price list if given."""
-        values: dict[str, Any] = {"customer_group": customer_group}
-        if price_list_code is not None:
-            values["price_list_code"] = price_list_code
-        self._update_customer(account_code, **values)
-
-    def _update_customer(self, account_code: str, **values: Any) -> None:
-        customers = schema.customers
-        stmt = (
-            sa.update(customers)
-            .where(customers.c.account_code == account_code)
-            .values(**values, updated_at=utc_now())
-        )
-        with self._writing(f"updating customer {account_code}") as conn:
-            if conn.execute(stmt).rowcount != 1:
-                raise KeyError(f"no ERP customer {account_code!r}")
-
-    # -- prices, products, stock -------------------------------------------------------------
-
-    def set_price(
-        self, price_list_code: str, sku: str, min_quantity: int, unit_price: float | Decimal | str
-    ) -> None:
-        """Set one quantity-break price (insert or replace)."""
-        frame = pd.DataFrame(
-            [
-                {
-                    "price_list_code": price_list_code,
-                    "sku": sku,
-                    "min_quantity": int(min_quantity),
-                    "unit_price": decimal4(unit_price),
-                }
-            ]
-        )
-        self._upsert("price_list_items", frame)
-
-    def delete_price(self, price_list_code: str, sku: str, min_quantity: int | None = None) -> int:
-        """Delete a SKU's break (or all its breaks) from a list; returns rows deleted.
-
-        The list's ``updated_at`` is bumped so change detection notices the deletion.
-        """
-        items = schema.price_list_items
-        stmt = sa.delete(items).where(
-            items.c.price_list_code == price_list_code, items.c.sku == sku
-        )
-        if min_quantity is not None:
-            stmt = stmt.where(items.c.min_quantity == int(min_quantity))
-        lists = schema.price_lists
-        with self._writing(f"deleting a price of {sku} from {price_list_code}") as conn:
-            deleted = conn.execute(stmt).rowcount
-            if deleted:
-                conn.execute(
-                    sa.update(lists)
-                    .where(lists.c.code == price_list_code)
-                    .values(updated_at=utc_now())
-                )
-        return int(deleted)
-
-    def upsert_price_lists(self, price_lists: pd.DataFrame) -> int:
-        return self._upsert("price_lists", price_lists)
-
-    def upsert_price_list_items(self, items: pd.DataFrame) -> int:
-        return self._upsert("price_list_items", items)
-
-    def upsert_products(self, products: pd.DataFrame) -> int:
-        return self._upsert("products", products)
-
-    def upsert_inventory(self, inventory: pd.DataFrame) -> int:
-        return self._upsert("inventory", inventory)
-
-    def set_stock(self, sku: str, warehouse_code: str, on_hand: int, allocated: int = 0) -> None:
-        """Set one SKU's stock in one warehouse (insert or replace)."""
-        frame = pd.DataFrame(
-            [
-                {
-                    "sku": sku,
-                    "warehouse_code": warehouse_code,
-                    "on_hand": on_hand,
-                    "allocated": allocated,
-                }
-            ]
-        )
-        self._upsert("inventory", frame)
 
     # -- bulk writers ------------------------------------------------------------------------
 
