@@ -84,8 +84,9 @@ def fill(store, exceptions: int, events: int, orders: int) -> None:
                 f"{REASONS[p][1]} (order SL-{100000 + i}): see the runbook, section 4."
                 for i, p in enumerate(picks)
             ],
-            "payload": [f'{{"id": "held-{i}", "visible_id": "SL-{100000 + i}"}}' for i in
-                        range(exceptions)],
+            "payload": [
+                f'{{"id": "held-{i}", "visible_id": "SL-{100000 + i}"}}' for i in range(exceptions)
+            ],
         }
     )
     for start in range(0, exceptions, chunk):
