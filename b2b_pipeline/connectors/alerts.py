@@ -124,7 +124,7 @@ class AlertNotifier:
         if not self._webhook_url:
             return DeliveryResult(sent_to_webhook=False)
         try:
-            self._post({"text": slack_escaped(text)})
+            self._post(self._webhook_url, {"text": slack_escaped(text)})
         except Exception as exc:  # a broken alert channel must not fail the sync
             # The exception text from requests may contain the URL: report only its kind.
             error = f"alert webhook delivery failed ({type(exc).__name__})"
@@ -138,6 +138,6 @@ class AlertNotifier:
         wait=wait_exponential_jitter(multiplier=0.5, max=5),
         reraise=True,
     )
-    def _post(self, body: dict) -> None:
-        response = requests.post(self._webhook_url, json=body, timeout=self._timeout)
+    def _post(self, webhook_url: str, body: dict[str, str]) -> None:
+        response = requests.post(webhook_url, json=body, timeout=self._timeout)
         response.raise_for_status()

@@ -14,7 +14,7 @@ every sync rather than remembered.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -284,13 +284,15 @@ def match_portal_customers(desired: pd.DataFrame, portal_customers: pd.DataFrame
 
     matched = first["portal_row"].notna()
     portal_row = first["portal_row"].fillna(second["portal_row"])
+    # None for no match; the accounting_id match wins where both apply (assigned last).
+    matched_by = np.full(len(accounts), None, dtype=object)
+    matched_by[portal_row.notna().to_numpy()] = "external_id"
+    matched_by[matched.to_numpy()] = "accounting_id"
     return pd.DataFrame(
         {
             "account_code": accounts["account_code"],
             "portal_row": portal_row.fillna(-1).astype(int),
-            "matched_by": np.select(
-                [matched, portal_row.notna()], ["accounting_id", "external_id"], default=None
-            ),
+            "matched_by": matched_by,
         }
     )
 
@@ -382,8 +384,8 @@ def customer_changes(desired: pd.DataFrame, portal_customers: pd.DataFrame) -> p
     lookup_by = np.where(by_accounting, "sparklayer", "platform")
     identifier = np.where(by_accounting, portal_id, desired["account_code"])
 
-    existing_by_row = dict(zip(np.flatnonzero(matched), existing.to_dict("records"), strict=True))
-    owned = desired[OWNED_FIELDS].to_dict("records")
+    existing_by_row = dict(zip(np.flatnonzero(matched), _records(existing), strict=True))
+    owned = _records(desired[OWNED_FIELDS])
     bodies = [
         None if act == "unchanged" else _put_body(owned[row], existing_by_row.get(row))
         for row, act in enumerate(action)
@@ -400,6 +402,12 @@ def customer_changes(desired: pd.DataFrame, portal_customers: pd.DataFrame) -> p
             "body": bodies,
         }
     )
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows as dicts. The customer frames' column labels are all text; pandas-stubs type
+    ``to_dict`` keys only as Hashable."""
+    return cast(list[dict[str, Any]], frame.to_dict("records"))
 
 
 def _put_body(owned: dict[str, Any], existing: dict[str, Any] | None) -> dict[str, Any]:

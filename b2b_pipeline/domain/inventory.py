@@ -100,7 +100,7 @@ def stock_levels(erp_inventory: pd.DataFrame, mappings: Mappings) -> pd.DataFram
             }
         )
         .dropna(subset=["stock_location_external_id"])
-        .groupby(["sku", "stock_location_external_id"], as_index=False, sort=True)["stock_level"]
+        .groupby(["sku", "stock_location_external_id"], as_index=False, sort=True)[["stock_level"]]
         .sum()
     )
     return levels[["sku", "stock_location_external_id", "stock_level"]]

@@ -183,7 +183,9 @@ def priced_skus_after_sync(
 def new_skus(changes: pd.DataFrame, portal_items: pd.DataFrame | None) -> pd.Series:
     """Per change-set row: True when it prices a SKU the portal prices on no list yet (what a
     sync past the ``products`` limit must not send)."""
-    known = portal_items["sku"].unique() if portal_items is not None and len(portal_items) else []
+    known: Iterable[object] = (
+        portal_items["sku"].unique() if portal_items is not None and len(portal_items) else []
+    )
     return (changes["change"] == "added") & ~changes["sku"].isin(known)
 
 
@@ -193,8 +195,8 @@ def addresses_over_limit(bodies: Iterable[Mapping[str, object] | None]) -> list[
     hard = int(HARD_LIMITS["addresses"])
     return [
         isinstance(body, Mapping)
-        and isinstance(body.get("addresses"), list)
-        and len(body["addresses"]) > hard
+        and isinstance(addresses := body.get("addresses"), list)
+        and len(addresses) > hard
         for body in bodies
     ]
 

@@ -254,7 +254,7 @@ _ERP_ITEM_COLUMNS = {
 }
 
 
-def _child_lists(price_lists: pd.DataFrame) -> pd.DataFrame:
+def _child_lists(price_lists: pd.DataFrame | None) -> pd.DataFrame:
     """``code``, ``parent_code`` of every list that sits on top of another (customer-specific)."""
     if price_lists is None or "parent_code" not in price_lists or price_lists.empty:
         return pd.DataFrame({name: pd.Series(dtype=object) for name in ("code", "parent_code")})

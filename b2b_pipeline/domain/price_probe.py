@@ -318,12 +318,13 @@ def probe_exceptions(compared: pd.DataFrame, accounts: pd.DataFrame) -> pd.DataF
     differing = compared[compared["differs"].astype(bool)]
     if differing.empty:
         return exception_frame()
-    about = accounts.drop_duplicates("account_code").set_index("account_code")
+    # account_code -> that account's row, as a dict: one lookup per differing pair.
+    about = accounts.drop_duplicates("account_code").set_index("account_code").to_dict("index")
     rows = []
     for (account, sku), group in differing.sort_values("quantity").groupby(
         ["account_code", "sku"], sort=True
     ):  # one row per account and SKU that differs: a handful, not a hot path
-        info = about.loc[account] if account in about.index else None
+        info = about.get(account)
         currency = None if info is None else info["currency"]
         company = account if info is None else info["company_name"]
         lists = ""

@@ -236,5 +236,6 @@ def _source_lists(
 def _as_float(values: np.ndarray) -> np.ndarray:
     """A DuckDB numpy column as float64 with NaN for NULL (it may arrive as a masked array)."""
     if isinstance(values, np.ma.MaskedArray):
-        return values.astype("float64").filled(np.nan)
+        # np.ma.filled, not .filled(): numpy's stubs type MaskedArray.astype as a plain ndarray.
+        return np.ma.filled(values.astype("float64"), np.nan)
     return np.asarray(values, dtype="float64")

@@ -204,7 +204,7 @@ def _problem(field: str, check: str, raw: Any, expected: str | None = None) -> s
 def _order_problems(
     failures: pd.DataFrame,
     raw_values: dict[str, pd.Series],
-    positions: pd.Series,
+    positions: pd.Series[int],
     fields: Mapping[str, str],
 ) -> list[tuple[int, str]]:
     problems = []
@@ -216,7 +216,7 @@ def _order_problems(
         raw = raw_values[column].at[index] if column in raw_values else None
         field = fields.get(column, column)
         problem = _problem(field, check, raw, EXPECTED.get(column))
-        problems.append((int(positions.at[index]), problem))
+        problems.append((int(positions.loc[index]), problem))
     return problems
 
 
@@ -229,15 +229,17 @@ def _line_problems(
     problems = []
     # A line's order id is the order's: a missing one is reported once, on the order.
     failures = failures[failures["column"] != "portal_order_id"]
+    line_nos: pd.Series[int] = lines["line_no"]
+    positions: pd.Series[int] = lines["position"]
     for index, column, check in (
         failures[["index", "column", "check"]]
         .drop_duplicates(["index", "column"])
         .itertuples(index=False)
     ):
         raw = raw_values[column].at[index] if column in raw_values else None
-        field = f"line {lines.at[index, 'line_no']} {fields.get(column, column)}"
+        field = f"line {line_nos.loc[index]} {fields.get(column, column)}"
         problem = _problem(field, check, raw, EXPECTED.get(column))
-        problems.append((int(lines.at[index, "position"]), problem))
+        problems.append((int(positions.loc[index]), problem))
     return problems
 
 
@@ -248,8 +250,10 @@ def _fallback_key(payload: str) -> str:
 
 def _malformed_rows(orders: pd.DataFrame, reasons: dict[int, list[str]]) -> pd.DataFrame:
     rows = []
+    # The malformed orders' rows by position, as dicts (the orders are indexed by position).
+    by_position = orders.loc[sorted(reasons)].to_dict("index")
     for position, problems in sorted(reasons.items()):
-        order = orders.loc[position]
+        order = by_position[position]
         key = order["portal_order_id"] or _fallback_key(order["payload"])
         label = order["visible_id"] or order["portal_order_id"] or "with no id"
         listed = "; ".join(problems[:MAX_REASONS_IN_MESSAGE])
@@ -352,7 +356,8 @@ def normalise_purchases(
 
     bad_placed = orders["placed_at"].isna() & orders["placed_at_raw"].notna()
     placed_field = raw.order_fields.get("placed_at", "placed_at")
-    for position, value in orders.loc[bad_placed, "placed_at_raw"].items():
+    bad = orders[bad_placed]
+    for position, value in zip(bad["position"].astype(int), bad["placed_at_raw"], strict=True):
         reasons.setdefault(position, []).append(
             f"{placed_field} {_shown(value)} is not an ISO-8601 time"
         )

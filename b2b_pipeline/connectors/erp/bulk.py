@@ -71,7 +71,12 @@ def _timestamp_text(values: pd.Series, layout: str) -> np.ndarray:
     """UTC timestamps as text, formatting each distinct value once (strftime is per value)."""
     codes, distinct = pd.factorize(pd.to_datetime(values, utc=True))
     text = pd.Series(distinct).dt.tz_convert(None).dt.strftime(layout).to_numpy(dtype=object)
-    return np.where(codes >= 0, text[np.maximum(codes, 0)] if len(text) else None, None)
+    # None (SQL NULL) where the timestamp is missing; filled by mask rather than np.where, whose
+    # stubs do not take None as an array-like.
+    out = np.full(len(codes), None, dtype=object)
+    present = codes >= 0
+    out[present] = text[codes[present]]
+    return out
 
 
 def _copy_into_postgres(conn: Connection, table: sa.Table, frame: pd.DataFrame) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,9 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 from b2b_pipeline.domain.exceptions import exception_frame, to_payload
+
+if TYPE_CHECKING:
+    from pandas._typing import Scalar
 
 # ISO 4217 codes of the currencies the merchant trades in. The mapping file has no key for this
 # yet; a new currency is a one-line change here (and a price list in that currency in the ERP).
@@ -311,8 +314,8 @@ def _parse_column(raw: pd.Series, dtype: str) -> tuple[pd.Series, pd.Series, str
         if pd.api.types.is_bool_dtype(raw):
             return raw.astype("boolean"), pd.Series(False, index=raw.index), "yes or no"
         words = raw.astype("string").str.strip().str.lower()
-        typed = words.map(_BOOLEAN_WORDS).astype("boolean")
-        return typed, present & typed.isna(), "yes or no"
+        flags = words.map(_BOOLEAN_WORDS).astype("boolean")
+        return flags, present & flags.isna(), "yes or no"
     raise TypeError(f"no parser for column type {dtype}")  # a model uses a new type: add one
 
 
@@ -510,7 +513,7 @@ def _one_per_record(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([rows[~repeated], merged], ignore_index=True)
 
 
-def allowed(values: Iterable[object]) -> frozenset[str]:
+def allowed(values: Iterable[Scalar | None]) -> frozenset[str]:
     """A value set for :class:`AllowedValues` (ERP codes are compared as stripped text)."""
     return frozenset(str(v).strip() for v in values if v is not None and not pd.isna(v))
 

@@ -33,7 +33,7 @@ POSTABLE_STATUSES = ["TO_BE_INVOICED", "PAID", "ON_HOLD"]
 UtcTimestamp = Annotated[pd.DatetimeTZDtype, "ns", "UTC"]
 
 
-def is_safe_text(values: pd.Series) -> pd.Series:
+def is_safe_text(values: pd.Series) -> pd.Series[bool]:
     """True where a string has no control or invisible characters (missing values pass)."""
     return ~values.astype("string").str.contains(UNSAFE_TEXT.pattern, regex=True).fillna(False)
 
@@ -86,7 +86,7 @@ class PortalOrders(pa.DataFrameModel):
 
     @pa.check("company_name", "po_number", name="no_control_characters")
     @classmethod
-    def _no_control_characters(cls, values: Series[str]) -> Series[bool]:
+    def _no_control_characters(cls, values: Series[str]) -> pd.Series[bool]:
         return is_safe_text(values)
 
     class Config:
@@ -111,7 +111,7 @@ class PortalOrderLines(pa.DataFrameModel):
 
     @pa.check("sku", name="no_control_characters")
     @classmethod
-    def _no_control_characters(cls, values: Series[str]) -> Series[bool]:
+    def _no_control_characters(cls, values: Series[str]) -> pd.Series[bool]:
         return is_safe_text(values)
 
     class Config:
@@ -137,7 +137,7 @@ class SalesOrders(pa.DataFrameModel):
 
     @pa.dataframe_check(name="gross_is_net_plus_tax")
     @classmethod
-    def _gross_is_net_plus_tax(cls, frame: pd.DataFrame) -> Series[bool]:
+    def _gross_is_net_plus_tax(cls, frame: pd.DataFrame) -> pd.Series[bool]:
         return (frame["gross_total"] - frame["net_total"] - frame["tax_total"]).abs() < 0.005
 
     class Config:
