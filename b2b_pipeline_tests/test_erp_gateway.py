@@ -410,6 +410,39 @@ def test_prices_for_skus_missing_from_the_catalogue_are_found(gateway: Reference
     assert gateway.priced_skus_not_in_catalogue() == ["GHOST-0001"]
 
 
+def test_reads_by_key_return_exactly_the_rows_of_a_full_read(gateway: ReferenceErp) -> None:
+    """What a small order batch reads (its SKUs, its accounts' lists) is the full read cut
+    down, on both databases: same rows, same types, nothing missed at a chunk edge."""
+    from b2b_pipeline.connectors.erp import gateway as module
+
+    seed_erp(gateway, customers=12, skus=24)
+    items = gateway.read_price_list_items()
+    skus = sorted(items["sku"].unique())[:5]
+    lists = sorted(items["price_list_code"].unique())[:3]
+
+    def rows(frame):
+        return frame.sort_values(list(frame.columns[:3])).reset_index(drop=True)
+
+    by_key = gateway.read_price_list_items(price_list_codes=lists, skus=skus)
+    expected = items[items["sku"].isin(skus) & items["price_list_code"].isin(lists)]
+    assert len(by_key) > 0
+    pd.testing.assert_frame_equal(rows(by_key), rows(expected))
+    assert gateway.read_price_list_items(skus=[]).empty  # an empty batch reads nothing
+    products = gateway.read_products(skus=[*skus, "NO-SUCH-SKU"])
+    assert sorted(products["sku"]) == skus
+    pd.testing.assert_series_equal(
+        products.dtypes, gateway.read_products().dtypes, check_names=False
+    )
+    # Keys beyond one IN list are read in chunks, and every chunk's rows come back.
+    original = module._IN_CHUNK
+    module._IN_CHUNK = 2
+    try:
+        chunked = gateway.read_price_list_items(price_list_codes=lists, skus=skus)
+    finally:
+        module._IN_CHUNK = original
+    pd.testing.assert_frame_equal(rows(chunked), rows(expected))
+
+
 def test_the_product_never_edits_the_erps_master_data() -> None:
     """The pipeline reads the ERP's customers, prices and stock and writes only sales orders
     (and customers under the ``auto_create`` policy): the edits a person makes in the ERP

@@ -134,3 +134,50 @@ def test_the_flows_import_without_dagster():
         [sys.executable, "-c", probe], env=dict(os.environ), capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
+
+
+def _customer_reads(pipeline: Pipeline) -> dict[str, int]:
+    by_endpoint = pipeline.calls()["by_endpoint"]
+    return {k: v for k, v in by_endpoint.items() if "/customers" in k and k.startswith("GET")}
+
+
+def test_a_run_for_one_order_reads_its_customer_not_the_portals_whole_customer_list(pipeline):
+    """The merchant's all-day cost: a customer the pipeline saw with an ERP account is not read
+    again; one it has not seen is read by id, not by paging 5,000 customers."""
+    company = mapped_buyer(pipeline)
+    others = [pipeline.register_company(f"Filler {n}", f"f{n}@filler.example") for n in range(3)]
+    assert others
+    first = priced_order(pipeline, company, customer_reference="PO-COST-1")
+    pipeline.reset_calls()
+    pipeline.order_intake(run_id="cost-1")
+    # Not seen before: read by its id, once; the list of every customer is never paged.
+    assert _customer_reads(pipeline) == {"GET /api/v2/customers/{lookupBy}/{identifier}": 1}
+    assert len(erp_rows(pipeline, pid(first))) == 1
+
+    second = priced_order(pipeline, company, customer_reference="PO-COST-2")
+    pipeline.reset_calls()
+    result = pipeline.order_intake(run_id="cost-2")
+    # Seen a moment ago with its ERP account: no customer call at all, and the order posted
+    # to that account with its ERP number written back (list, write-back read, write-back).
+    assert _customer_reads(pipeline) == {}
+    assert erp_rows(pipeline, pid(second))["account_code"].tolist() == ["CUST0001"]
+    assert result.write_back.written_back == 1
+    api = {k: v for k, v in pipeline.calls()["by_endpoint"].items() if "/_sim" not in k}
+    assert sum(api.values()) <= 4, api
+
+
+def test_a_company_seen_without_an_account_is_read_again_so_its_mapping_is_not_missed(pipeline):
+    """A company remembered with no ERP account may have been mapped since: its next order is
+    decided on the portal's record now, never queued as unmapped from memory."""
+    stranger = pipeline.register_company("Late Mapped Ltd", "buyer@late.example")
+    waiting = pipeline.order(stranger["id"], [{"sku": BRAKE, "quantity": 2, "unit_price": 9.0}])
+    pipeline.order_intake(run_id="unmapped-1")
+    queued = pipeline.audit.exceptions(status="open")
+    assert queued["entity_key"].tolist() == [pid(waiting)]
+
+    pipeline.map_company(stranger["id"], "CUST0001")  # the account manager maps it in the portal
+    fresh = priced_order(pipeline, stranger["id"], customer_reference="PO-LATE")
+    pipeline.reset_calls()
+    pipeline.order_intake(run_id="unmapped-2")
+    assert _customer_reads(pipeline) == {"GET /api/v2/customers/{lookupBy}/{identifier}": 1}
+    assert erp_rows(pipeline, pid(fresh))["account_code"].tolist() == ["CUST0001"]

@@ -6,6 +6,9 @@
   handled and its outcome; this is what the conservation check and a re-seen purchase rely on.
 - ``portal_price_snapshot``: the prices the portal holds as far as the pipeline knows (what it last
   pushed or read back); the intra-day price sync diffs against it.
+- ``portal_customers``: the portal's customers as the pipeline last read or wrote them (the
+  fields the order rules read, as JSON), so that a run with one new order does not re-read
+  5,000 customers (``flows/order_intake.py`` says when a row is trusted).
 - ``inventory_current`` and ``inventory_history``: the last stock level pushed per SKU and location,
   and every change with its time, from which any past snapshot can be rebuilt (keeping only changes
   stores hours of 15-minute snapshots in the space of one).
@@ -59,6 +62,12 @@ CREATE TABLE IF NOT EXISTS portal_price_snapshot (
     sku VARCHAR,
     quantity INTEGER,  -- the break's minimum quantity, as the portal names it
     price DOUBLE
+);
+CREATE TABLE IF NOT EXISTS portal_customers (
+    id VARCHAR PRIMARY KEY,     -- the customer's SparkLayer id
+    accounting_id VARCHAR,      -- the ERP account code it carried when seen
+    document VARCHAR,           -- the fields the order rules read, as JSON
+    seen_at TIMESTAMPTZ
 );
 CREATE TABLE IF NOT EXISTS inventory_current (
     sku VARCHAR,
@@ -243,6 +252,39 @@ class SyncState:
     def filled_price_lists(self) -> set[str]:
         rows = self._query("SELECT DISTINCT price_list_slug FROM portal_price_snapshot")
         return set(rows["price_list_slug"])
+
+    # Portal customers --------------------------------------------------------------------
+    def remember_portal_customers(self, customers: pd.DataFrame, *, complete: bool) -> None:
+        """Keep these portal customers (``id``, ``accounting_id``, ``document`` as JSON text),
+        seen now. ``complete``: they are every customer the portal has (a full read), so any
+        other row is dropped; otherwise they replace their own rows only."""
+        rows = pd.DataFrame(
+            {
+                "id": customers["id"].astype("string"),
+                "accounting_id": customers["accounting_id"].astype("string"),
+                "document": customers["document"].astype("string"),
+            }
+        ).dropna(subset=["id"])
+        rows = rows.drop_duplicates("id", keep="last").assign(seen_at=datetime.now(UTC))
+        statements = (
+            ["DELETE FROM portal_customers"]
+            if complete
+            else ["DELETE FROM portal_customers WHERE id IN (SELECT id FROM seen)"]
+        )
+        self._execute(
+            *statements,
+            "INSERT INTO portal_customers SELECT id, accounting_id, document, seen_at FROM seen",
+            seen=rows,
+        )
+
+    def portal_customers_seen_since(self, ids: list[str], since: datetime) -> pd.DataFrame:
+        """id, accounting_id, document, seen_at of these customers, seen at or after ``since``."""
+        return self._query(
+            """SELECT c.id, c.accounting_id, c.document, c.seen_at
+               FROM portal_customers c JOIN wanted USING (id) WHERE c.seen_at >= ?""",
+            [since],
+            wanted=pd.DataFrame({"id": pd.Series(ids, dtype="string")}),
+        )
 
     # Inventory ---------------------------------------------------------------------------
     def inventory_current(self) -> pd.DataFrame:

@@ -28,6 +28,7 @@ from b2b_pipeline.config.mappings import Mappings
 from b2b_pipeline.domain import customers as rules
 from b2b_pipeline.domain import portal_limits as limits
 from b2b_pipeline.domain.price_lists import portal_list_slugs, validate_price_lists
+from b2b_pipeline.flows.portal_customers import remember_portal_customers
 from b2b_pipeline.flows.ports import AuditTrail, Erp, Portal, SyncStateStore
 from b2b_pipeline.flows.recording import (
     Clears,
@@ -157,7 +158,8 @@ def sync_portal_customers(
     lists, _ = validate_price_lists(erp.read_price_lists(), mappings)
     desired = rules.desired_portal_customers(erp_customers, mappings, erp_price_lists=lists)
     desired = rules.filled_lists_only(desired, state.filled_price_lists())
-    on_portal = pd.DataFrame(list(portal.iter_customers()))
+    portal_documents = list(portal.iter_customers())
+    on_portal = pd.DataFrame(portal_documents)
     changes = rules.customer_changes(desired, on_portal)
     moves = rules.holds_and_releases(desired, on_portal, on_hold_group=mappings.on_hold_group)
 
@@ -167,15 +169,25 @@ def sync_portal_customers(
     to_send = to_send[~held.held]
 
     sent: list[str] = []
+    written: list[dict] = []
     refusals: list[tuple[str, str | None]] = []
     for account, body, lookup_by in zip(
         to_send["account_code"], to_send["body"], to_send["lookup_by"], strict=True
     ):  # the customers API takes one record per call: the calls are the cost, not this loop
         try:
-            portal.put_customer(body, lookup_by=lookup_by)
+            written.append(portal.put_customer(body, lookup_by=lookup_by))
             sent.append(account)
         except SparkLayerError as exc:
             refusals.append((account, exc.detail or exc.title))
+    # What the portal holds now, as far as this run knows: the order runs read customers from
+    # it instead of the whole list (``order_intake.portal_customers_for``).
+    rewritten = {doc.get("id") for doc in written if isinstance(doc, dict)}
+    remember_portal_customers(
+        state,
+        [d for d in portal_documents if d.get("id") not in rewritten]
+        + [d for d in written if isinstance(d, dict)],
+        complete=True,
+    )
 
     done = to_send[to_send["account_code"].isin(sent)]
     events = [

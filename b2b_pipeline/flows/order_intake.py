@@ -67,6 +67,7 @@ from b2b_pipeline.domain.orders import (
     decide_orders,
     normalise_purchases,
 )
+from b2b_pipeline.flows.portal_customers import portal_customers_for
 from b2b_pipeline.flows.ports import Alerts, AuditTrail, Document, Erp, Portal, SyncStateStore
 from b2b_pipeline.flows.recording import audit_events, file_exceptions, record_events
 
@@ -230,7 +231,12 @@ def run_order_intake(
     purchases = collected.purchases
     if purchases:
         batch = validate_purchases(
-            portal=portal, erp=erp, audit=audit, mappings=mappings, purchases=purchases
+            portal=portal,
+            erp=erp,
+            audit=audit,
+            state=state,
+            mappings=mappings,
+            purchases=purchases,
         )
         outcome = apply_decisions(
             portal=portal, erp=erp, audit=audit, state=state, batch=batch, run_id=run_id
@@ -249,7 +255,7 @@ def run_order_intake(
         retry_of=window.purchase_ids,
         more_waiting=collected.more_waiting,
         cursor=state.order_cursor(),
-        open_in_queue=len(audit.exceptions(status="open")),
+        open_in_queue=audit.exception_status_counts()["open"],
         alert=alert,
         write_back=write_back,
     )
@@ -348,34 +354,65 @@ class ValidatedBatch:
     ignored: set[str] = field(default_factory=set)  # closed by a person; not decided again
 
 
-# The portal customer columns the order rules read (``normalise_purchases``).
-PORTAL_CUSTOMER_COLUMNS = ["id", "accounting_id", "company_name", "tax_exempt", "external_id"]
+# (lists x SKUs) pairs a run reads by key before a full read of the price table is cheaper.
+PRICE_KEY_PAIRS_PER_RUN = 100_000
 
 
-def _portal_customers(portal: Portal) -> pd.DataFrame:
-    rows = [
-        {column: customer.get(column) for column in PORTAL_CUSTOMER_COLUMNS}
-        for customer in portal.iter_customers()
-    ]
-    return pd.DataFrame(rows, columns=PORTAL_CUSTOMER_COLUMNS)
+def _erp_snapshot(
+    erp: Erp,
+    mappings: Mappings,
+    orders: pd.DataFrame,
+    lines: pd.DataFrame,
+    overrides: pd.DataFrame,
+) -> ErpSnapshot:
+    """The ERP records the rules need for this batch, read by key when the batch is small.
 
-
-def _erp_snapshot(erp: Erp) -> ErpSnapshot:
+    The customers, price lists and tax codes are small tables and read whole (the account
+    rules ask which accounts exist). Products and quantity breaks are read for the batch's
+    SKUs only, and breaks for the lists its accounts can price from (each account's list and
+    that list's parent, and the list a new account gets under ``auto_create``): by primary key,
+    so a one-order run reads a few rows of a million instead of all of them. Exact, not a copy
+    that may lag the ERP; a large batch reads the tables whole, which is then cheaper.
+    """
+    customers = erp.read_customers()
+    price_lists = erp.read_price_lists()
+    tax_codes = erp.read_tax_codes()
+    skus = set(lines["sku"].dropna().astype(str)) if "sku" in lines else set()
+    accounts = (
+        set(orders["accounting_id"].dropna().astype(str)) if "accounting_id" in orders else set()
+    )
+    for decision in overrides.get("decision", pd.Series(dtype=object)):
+        if isinstance(decision, dict) and decision.get("account_code"):
+            accounts.add(str(decision["account_code"]))
+    lists = set(
+        customers.loc[customers["account_code"].astype(str).isin(accounts), "price_list_code"]
+        .dropna()
+        .astype(str)
+    )
+    defaults = mappings.auto_create_defaults
+    if mappings.unmapped_customer_policy == "auto_create" and defaults is not None:
+        lists.add(str(defaults.price_list_code))
+    parents = price_lists.loc[price_lists["code"].astype(str).isin(lists), "parent_code"]
+    lists |= set(parents.dropna().astype(str))
+    if len(skus) * max(len(lists), 1) > PRICE_KEY_PAIRS_PER_RUN:
+        products, items = erp.read_products(), erp.read_price_list_items()
+    else:
+        products = erp.read_products(skus=skus)
+        items = erp.read_price_list_items(price_list_codes=lists, skus=skus)
     return ErpSnapshot(
-        customers=erp.read_customers(),
-        products=erp.read_products(),
-        tax_codes=erp.read_tax_codes(),
-        price_lists=erp.read_price_lists(),
-        price_list_items=erp.read_price_list_items(),
+        customers=customers,
+        products=products,
+        tax_codes=tax_codes,
+        price_lists=price_lists,
+        price_list_items=items,
     )
 
 
 def approved_overrides(audit: AuditTrail, order_ids: list[str]) -> pd.DataFrame:
     """Decisions operators took on approved exceptions of these orders (replayed by the rules)."""
-    approved = audit.exceptions(status="approved")
+    approved = audit.exceptions_for("order", order_ids, status="approved")
     if approved.empty:
         return pd.DataFrame(columns=["portal_order_id", "decision"])
-    approved = approved[(approved["entity"] == "order") & approved["entity_key"].isin(order_ids)]
     decisions = approved["decision"].map(
         lambda d: json.loads(d) if isinstance(d, str) and d else (d or {})
     )
@@ -390,10 +427,9 @@ def ignored_orders(audit: AuditTrail, order_ids: list[str]) -> set[str]:
     The runbook promises an ignored order is never posted: a later poll (the purchase changed,
     or the cause went away, e.g. a hold released) must not post it behind that decision's back.
     """
-    queue = audit.exceptions(status=["ignored", "open", "approved"])
-    if queue.empty:
+    mine = audit.exceptions_for("order", order_ids, status=["ignored", "open", "approved"])
+    if mine.empty:
         return set()
-    mine = queue[(queue["entity"] == "order") & queue["entity_key"].astype(str).isin(order_ids)]
     ignored = set(mine.loc[mine["status"] == "ignored", "entity_key"].astype(str))
     waiting = set(mine.loc[mine["status"] != "ignored", "entity_key"].astype(str))
     return ignored - waiting
@@ -404,24 +440,28 @@ def validate_purchases(
     portal: Portal,
     erp: Erp,
     audit: AuditTrail,
+    state: SyncStateStore,
     mappings: Mappings,
     purchases: list[PortalEntry],
 ) -> ValidatedBatch:
     """Apply every order rule (pure, vectorised) against the ERP's current records."""
     ignored = ignored_orders(audit, [pid for pid in map(_id, purchases) if pid is not None])
     decided = [p for p in purchases if _id(p) not in ignored]
-    normalised = normalise_purchases(wire.read_purchases(decided), _portal_customers(portal))
+    normalised = normalise_purchases(
+        wire.read_purchases(decided), portal_customers_for(portal, state, decided)
+    )
     _mark_paid_by_transactions(portal, mappings, normalised.orders)
     orders = normalised.orders
     order_ids = orders["portal_order_id"].astype(str).tolist()
     existing = erp.existing_orders(order_ids)
+    overrides = approved_overrides(audit, order_ids)
     decisions = decide_orders(
         orders,
         normalised.lines,
-        _erp_snapshot(erp),
+        _erp_snapshot(erp, mappings, orders, normalised.lines, overrides),
         mappings,
         posted_refs=set(existing["external_ref"].astype(str)),
-        overrides=approved_overrides(audit, order_ids),
+        overrides=overrides,
     )
     return ValidatedBatch(
         purchases=purchases,
@@ -693,12 +733,11 @@ def _resolve_superseded(
     """An order has at most one exception at a time: when a replay stops at a different rule
     (or the order now passes, or is no longer live), the old exception is resolved, so the
     queue shows only what still needs someone."""
-    queue = audit.exceptions(status=["open", "approved"])
-    if queue.empty:
-        return
     handled = set(orders["portal_order_id"].astype(str))
+    mine = audit.exceptions_for("order", handled, status=["open", "approved"])
+    if mine.empty:
+        return
     current = set(zip(exceptions["entity_key"].astype(str), exceptions["reason_code"], strict=True))
-    mine = queue[(queue["entity"] == "order") & queue["entity_key"].astype(str).isin(handled)]
     stale = [
         key
         for key, reason in zip(mine["entity_key"].astype(str), mine["reason_code"], strict=True)

@@ -337,6 +337,31 @@ class AuditStore:
             {"statuses": statuses, "category": category},
         )
 
+    def exceptions_for(
+        self, entity: str, entity_keys: Iterable[str], status: str | Iterable[str] | None = None
+    ) -> pd.DataFrame:
+        """The queue rows of these entities (``entity_key`` in ``entity_keys``), oldest first:
+        what an order run needs of a queue that may hold 100,000 rows."""
+        statuses = [status] if isinstance(status, str) else list(status or [])
+        keys = pd.DataFrame(
+            {"entity_key": pd.Series([str(k) for k in entity_keys], dtype="string")}
+        )
+
+        def fetch(connection: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+            connection.register("wanted_keys", keys)
+            return connection.execute(
+                """
+                SELECT e.* FROM exceptions AS e
+                WHERE e.entity = $entity
+                  AND e.entity_key IN (SELECT entity_key FROM wanted_keys)
+                  AND (len($statuses) = 0 OR list_contains($statuses, e.status))
+                ORDER BY e.opened_at, e.exception_id
+                """,
+                {"entity": entity, "statuses": statuses},
+            ).df()
+
+        return self._read(fetch)
+
     def exception(self, exception_id: str) -> dict[str, Any] | None:
         """One exception as a dict (``payload`` and ``decision`` as JSON text), or None."""
 

@@ -22,6 +22,7 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -208,8 +209,13 @@ class ErpGateway:
     def read_customers(self) -> pd.DataFrame:
         return self.read_table("customers")
 
-    def read_products(self) -> pd.DataFrame:
-        return self.read_table("products")
+    def read_products(self, skus: Iterable[str] | None = None) -> pd.DataFrame:
+        """The catalogue, or only these SKUs (by primary key: a one-order run reads 3 rows of
+        20,000)."""
+        if skus is None:
+            return self.read_table("products")
+        products = schema.products
+        return self._read_by_keys(products, [(products.c.sku, skus)])
 
     def read_tax_codes(self) -> pd.DataFrame:
         return self.read_table("tax_codes")
@@ -220,8 +226,50 @@ class ErpGateway:
     def read_price_lists(self) -> pd.DataFrame:
         return self.read_table("price_lists")
 
-    def read_price_list_items(self) -> pd.DataFrame:
-        return self.read_table("price_list_items")
+    def read_price_list_items(
+        self,
+        price_list_codes: Iterable[str] | None = None,
+        skus: Iterable[str] | None = None,
+    ) -> pd.DataFrame:
+        """Every quantity break, or only those of these lists and SKUs.
+
+        Both keys lead the primary key (price_list_code, sku, min_quantity), so the database
+        seeks each (list, SKU) pair instead of scanning the table: the breaks one small batch
+        of orders needs, out of a million rows, in milliseconds.
+        """
+        if price_list_codes is None and skus is None:
+            return self.read_table("price_list_items")
+        items = schema.price_list_items
+        keys = [
+            (column, values)
+            for column, values in ((items.c.price_list_code, price_list_codes), (items.c.sku, skus))
+            if values is not None
+        ]
+        return self._read_by_keys(items, keys)
+
+    def _read_by_keys(
+        self, table: sa.Table, keys: list[tuple[sa.Column[Any], Iterable[str]]]
+    ) -> pd.DataFrame:
+        """Rows whose columns take one of the given values each (IN lists, chunked under the
+        databases' bound-parameter limits)."""
+        wanted = [(column, sorted({str(v) for v in values})) for column, values in keys]
+        if any(not values for _, values in wanted):
+            return self._read(table, sa.false())
+        frames = [
+            self._read(
+                table,
+                sa.and_(
+                    *(
+                        column.in_(chunk)
+                        for (column, _), chunk in zip(wanted, chunk_set, strict=True)
+                    )
+                ),
+            )
+            for chunk_set in itertools.product(
+                *(list(chunks(values, _IN_CHUNK)) for _, values in wanted)
+            )
+        ]
+        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
     def read_inventory(self) -> pd.DataFrame:
         return self.read_table("inventory")
