@@ -54,7 +54,6 @@ class ReferenceErp(ErpGateway):
             values["price_list_code"] = price_list_code
         self._update_customer(account_code, **values)
 
-
     def _update_customer(self, account_code: str, **values: Any) -> None:
         customers = schema.customers
         stmt = (
@@ -65,7 +64,6 @@ class ReferenceErp(ErpGateway):
         with self._writing(f"updating customer {account_code}") as conn:
             if conn.execute(stmt).rowcount != 1:
                 raise KeyError(f"no ERP customer {account_code!r}")
-
 
     def set_price(
         self, price_list_code: str, sku: str, min_quantity: int, unit_price: float | Decimal | str
