@@ -190,6 +190,9 @@ def test_each_planted_discrepancy_gets_its_own_outcome_and_the_check_says_orders
     }
     stored = pipeline.audit.reconciliation_lines(MONTH)
     assert outcomes(stored) == expected
+    # The audit trail says how many lines the close filed (not how many kinds of outcome).
+    filed = pipeline.audit.events(entity="reconciliation", action="reconciled").iloc[-1]
+    assert json.loads(filed["detail"])["lines"] == len(stored)
     # ERP order numbers are stored as written on the invoice: "12", not "12.0".
     assert set(stored["erp_order_no"].dropna()) == {str(n) for _, n in expected if n}
 

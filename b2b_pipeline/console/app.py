@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from b2b_pipeline.config.settings import Settings
 from b2b_pipeline.console.auth import User
 from b2b_pipeline.console.config import ConsoleConfig
-from b2b_pipeline.console.formatting import FILTERS
+from b2b_pipeline.console.formatting import FILTERS, TESTS
 from b2b_pipeline.console.roles import Permission, may, roles_allowed
 from b2b_pipeline.console.services import Console
 from b2b_pipeline.console.sessions import COOKIE_NAME, CSRF_FIELD, CSRF_HEADER, Session
@@ -168,6 +168,7 @@ def _templates() -> Jinja2Templates:
         lstrip_blocks=True,
     )
     environment.filters.update(FILTERS)
+    environment.tests.update(TESTS)
     return Jinja2Templates(env=environment)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -121,6 +122,24 @@ def record(row: pd.Series) -> dict[str, Any]:
     return {str(key): plain(value) for key, value in row.to_dict().items()}
 
 
+def is_dagster_run(run_id: Any) -> bool:
+    """Whether a recorded run id names a Dagster run (Dagster's run ids are UUIDs; the command
+    line's own reconciliation records ``cli-reconcile-<uuid>``, which the UI has no page for)."""
+    if not isinstance(run_id, str):
+        return False
+    try:
+        return str(uuid.UUID(run_id)) == run_id.lower()
+    except ValueError:
+        return False
+
+
+def run_origin(run_id: Any) -> str:
+    """A run that is not Dagster's, in words."""
+    if isinstance(run_id, str) and run_id.startswith("cli-"):
+        return "command line"
+    return MISSING if is_missing(run_id) else str(run_id)[:16]
+
+
 FILTERS = {
     "money": money,
     "number": number,
@@ -129,4 +148,6 @@ FILTERS = {
     "age_since": age_since,
     "pretty_json": pretty_json,
     "words": words,
+    "run_origin": run_origin,
 }
+TESTS = {"dagster_run": is_dagster_run}

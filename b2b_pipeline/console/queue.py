@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 import pandas as pd
 
 from b2b_pipeline.connectors.audit.store import AuditStore
-from b2b_pipeline.connectors.sparklayer.purchases import visible_id
+from b2b_pipeline.connectors.sparklayer.purchases import Purchase, visible_id
 from b2b_pipeline.console.formatting import record as as_record
 from b2b_pipeline.console.formatting import records
 from b2b_pipeline.domain.exceptions import REASONS, Category
@@ -111,13 +111,33 @@ class QueuePage:
         return self.first_row + len(self.rows) - 1 if self.rows else 0
 
 
-def order_number_from_payload(payload: Any) -> str | None:
-    """The buyer-visible number in a purchase as received (through the wire module)."""
+def _document(payload: Any) -> dict[str, Any] | None:
     try:
         document = json.loads(payload) if isinstance(payload, str) else payload
     except ValueError:
         return None
-    return visible_id(document) if isinstance(document, dict) else None
+    return document if isinstance(document, dict) else None
+
+
+def order_number_from_payload(payload: Any) -> str | None:
+    """The buyer-visible number in a purchase as received (through the wire module)."""
+    document = _document(payload)
+    return visible_id(document) if document is not None else None
+
+
+def po_number_from_payload(payload: Any) -> str | None:
+    """The buyer's PO number (the portal's customer reference) in a purchase as received:
+    what customer service is asked about. Shown as text, whatever the buyer typed."""
+    document = _document(payload)
+    if document is None:
+        return None
+    try:
+        value = Purchase.model_validate(document).customer_reference
+    except ValueError:  # pydantic's ValidationError: a payload too malformed to read
+        return None
+    if value is None or isinstance(value, bool) or not str(value).strip():
+        return None
+    return str(value)
 
 
 def _rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -202,8 +222,10 @@ def read_exception(store: AuditStore, exception_id: str) -> ExceptionDetail | No
     if found.empty:
         return None
     record = as_record(found.iloc[0])
-    if record.get("entity") == "order" and not record.get("order_number"):
-        record["order_number"] = order_number_from_payload(record.get("payload"))
+    if record.get("entity") == "order":
+        if not record.get("order_number"):
+            record["order_number"] = order_number_from_payload(record.get("payload"))
+        record["po_number"] = po_number_from_payload(record.get("payload"))
     history = _event_rows(store.exception_history(exception_id))
     record_events: list[dict[str, Any]] = []
     if record.get("entity") == "order":

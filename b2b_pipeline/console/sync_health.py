@@ -83,20 +83,26 @@ FLOWS: tuple[Flow, ...] = (
     ),
 )
 
-# What a run did, in words: (entity, action) -> label. Others are shown as "entity action".
+# What a run did, in words: (entity, action) -> (one, many). Others: "entity action".
 _DID = {
-    ("order", "posted"): "orders posted to the ERP",
-    ("order", "already_posted"): "orders already in the ERP",
-    ("order", "filtered"): "purchases filtered (not live orders)",
-    ("order", "ignored_by_decision"): "orders ignored by a person",
-    ("order", "erp_number_written_back"): "ERP order numbers written back",
-    ("order", "account_auto_created"): "ERP accounts created",
-    ("customer", "created"): "customers created",
-    ("customer", "pushed"): "customers updated",
-    ("price_list", "created"): "price lists created",
-    ("price_list", "pushed"): "prices pushed",
-    ("price_list", "removed"): "prices removed",
-    ("inventory", "pushed"): "stock levels pushed",
+    ("order", "posted"): ("order posted to the ERP", "orders posted to the ERP"),
+    ("order", "already_posted"): ("order already in the ERP", "orders already in the ERP"),
+    ("order", "filtered"): (
+        "purchase filtered (not a live order)",
+        "purchases filtered (not live orders)",
+    ),
+    ("order", "ignored_by_decision"): ("order ignored by a person", "orders ignored by a person"),
+    ("order", "erp_number_written_back"): (
+        "ERP order number written back",
+        "ERP order numbers written back",
+    ),
+    ("order", "account_auto_created"): ("ERP account created", "ERP accounts created"),
+    ("customer", "created"): ("customer created", "customers created"),
+    ("customer", "pushed"): ("customer updated", "customers updated"),
+    ("price_list", "created"): ("price list created", "price lists created"),
+    ("price_list", "pushed"): ("price pushed", "prices pushed"),
+    ("price_list", "removed"): ("price removed", "prices removed"),
+    ("inventory", "pushed"): ("stock level pushed", "stock levels pushed"),
 }
 _RAISED = {"exception_opened": "new", "exception_recurred": "still failing"}
 
@@ -152,8 +158,20 @@ def _outcome(flow: Flow, event: dict[str, Any]) -> tuple[str, bool | None]:
             return f"{differing} account/SKU price(s) differ, {accounts} account(s) probed", False
         return f"{accounts} account(s) probed, every price agrees", True
     if flow.entity == "reconciliation":
-        lines = detail.get("lines")
-        return f"reconciled {event.get('entity_key')} ({lines} lines)", True
+        # Counted from the outcomes: the event's own "lines" figure has counted the outcomes
+        # present, not the lines (see the audit store's write_reconciliation_lines).
+        outcomes = detail.get("outcomes")
+        if isinstance(outcomes, str):
+            try:
+                outcomes = json.loads(outcomes)
+            except ValueError:
+                outcomes = None
+        if isinstance(outcomes, dict):
+            lines = sum(int(n or 0) for n in outcomes.values())
+        else:
+            lines = int(detail.get("lines") or 0)
+        noun = "order" if lines == 1 else "orders"
+        return f"reconciled {event.get('entity_key')} ({lines:,} {noun})", True
     return "ran", True
 
 
@@ -176,8 +194,9 @@ def _activity(activity: pd.DataFrame, run_id: str) -> tuple[list[str], list[str]
         if entity == "exception" and action in _RAISED:
             raised.append(f"{row['events']} {_RAISED[action]} {row['category'] or ''}".strip())
         elif entity not in ("exception", "sync", "reconciliation", "price_probe"):
-            label = _DID.get((entity, action), f"{entity} {action.replace('_', ' ')}")
-            did.append(f"{row['events']} {label}")
+            count = int(row["events"])
+            one, many = _DID.get((entity, action), (f"{entity} {action.replace('_', ' ')}",) * 2)
+            did.append(f"{count:,} {one if count == 1 else many}")
     return did, raised
 
 

@@ -95,6 +95,7 @@ PRICE_CHOICES = ("erp_price", "portal_price")
 MAPPING_REASONS = frozenset({"UNMAPPED_ACCOUNT", "UNKNOWN_ACCOUNT"})
 
 Accept = Literal["erp_price", "portal_price"]
+Action = Literal["approve", "ignore", "retry", "resolve"]
 
 
 class RunSummary(Protocol):
@@ -154,7 +155,7 @@ class ActionResult:
     exception_id: str
     ok: bool
     message: str
-    action: Literal["approve", "ignore", "retry", "resolve"] = "approve"
+    action: Action = "approve"
     status: str | None = None
     # The buyer-visible order number (SL-100003) for an order exception, else None.
     order_number: str | None = None
@@ -330,51 +331,57 @@ def approve_exception(
 
 def ignore_exception(audit: AuditTrail, exception_id: str, *, by: str, reason: str) -> ActionResult:
     """Close an exception that needs no action; an ignored order is never posted."""
-    refused = _refusal("ignore", audit, exception_id, by)
-    if isinstance(refused, ActionResult):
-        return refused
-    record = refused
-    if not (reason or "").strip():
-        return _result(
-            record,
-            "ignore",
-            ok=False,
-            message="Say why it needs no action (the reason is kept).",
-            refused=True,
-        )
-    audit.set_exception_status(record["exception_id"], "ignored", by=by, note=reason.strip())
-    consequence = " It will not be posted to the ERP." if record["entity"] == "order" else ""
-    return _result(
-        record,
-        "ignore",
-        ok=True,
-        message=f"{record['label']} ignored by {by}: {reason.strip()}.{consequence}",
+    return _close(
+        audit,
+        exception_id,
+        action="ignore",
         status="ignored",
+        by=by,
+        text=reason,
+        asked="Say why it needs no action (the reason is kept).",
+        done=lambda record, text: (
+            f"{record['label']} ignored by {by}: {text}."
+            + (" It will not be posted to the ERP." if record["entity"] == "order" else "")
+        ),
     )
 
 
 def resolve_exception(audit: AuditTrail, exception_id: str, *, by: str, note: str) -> ActionResult:
     """Record that the cause was dealt with outside the pipeline; nothing is replayed."""
-    refused = _refusal("resolve", audit, exception_id, by)
+    return _close(
+        audit,
+        exception_id,
+        action="resolve",
+        status="resolved",
+        by=by,
+        text=note,
+        asked="Say how it was dealt with (the note is kept in the audit trail).",
+        done=lambda record, text: f"{record['label']} marked resolved by {by}: {text}.",
+    )
+
+
+def _close(
+    audit: AuditTrail,
+    exception_id: str,
+    *,
+    action: Action,
+    status: str,
+    by: str,
+    text: str,
+    asked: str,
+    done: Callable[[dict[str, Any], str], str],
+) -> ActionResult:
+    """Ignore and resolve: a person closes the exception with a text that says why, kept as
+    its note; refused (nothing changes) without one."""
+    refused = _refusal(action, audit, exception_id, by)
     if isinstance(refused, ActionResult):
         return refused
     record = refused
-    if not (note or "").strip():
-        return _result(
-            record,
-            "resolve",
-            ok=False,
-            message="Say how it was dealt with (the note is kept in the audit trail).",
-            refused=True,
-        )
-    audit.set_exception_status(record["exception_id"], "resolved", by=by, note=note.strip())
-    return _result(
-        record,
-        "resolve",
-        ok=True,
-        message=f"{record['label']} marked resolved by {by}: {note.strip()}.",
-        status="resolved",
-    )
+    why = (text or "").strip()
+    if not why:
+        return _result(record, action, ok=False, message=asked, refused=True)
+    audit.set_exception_status(record["exception_id"], status, by=by, note=why)
+    return _result(record, action, ok=True, message=done(record, why), status=status)
 
 
 def retry_exceptions(
@@ -658,7 +665,7 @@ def _after_retry(
 
 def _result(
     record: Mapping[str, Any],
-    action: Literal["approve", "ignore", "retry", "resolve"],
+    action: Action,
     *,
     ok: bool,
     message: str,

@@ -447,7 +447,7 @@ class AuditStore:
                     """
                     SELECT $run_id AS run_id, 'reconciliation' AS entity, $month AS entity_key,
                            'reconciled' AS action, NULL AS category,
-                           json_object('lines', count(*), 'replaced_lines', $replaced,
+                           json_object('lines', coalesce(sum(n), 0), 'replaced_lines', $replaced,
                                        'outcomes', coalesce(json_group_object(outcome, n),
                                                             '{}'::JSON))::VARCHAR AS detail
                     FROM (SELECT outcome, count(*) AS n FROM staged_lines GROUP BY outcome

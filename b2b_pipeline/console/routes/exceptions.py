@@ -9,7 +9,9 @@ the command line does by default, retries at once (untick "retry now" to retry l
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -28,6 +30,10 @@ from b2b_pipeline.console.roles import Permission, approval_permission
 from b2b_pipeline.console.services import ConsoleBusy
 from b2b_pipeline.domain.exceptions import REASONS, Category
 
+if TYPE_CHECKING:
+    from b2b_pipeline.connectors.audit.store import AuditStore
+    from b2b_pipeline.flows.exception_actions import ActionResult
+
 router = APIRouter()
 log = logging.getLogger(__name__)
 
@@ -36,12 +42,14 @@ MAX_TEXT = 2000
 PRICING_REASONS = {"PRICE_MISMATCH", "NO_ERP_PRICE"}
 
 
-def _message(result: Any) -> dict[str, Any]:
+def _message(result: Any, *, next_step: bool = True) -> dict[str, Any]:
+    """An action's outcome for the page; ``next_step=False`` when the page does that step
+    itself (an approval retried at once must not also say "Retry it to post it.")."""
     kind = "ok" if result.ok else ("error" if result.failed else "refused")
     if not result.ok and not result.refused and not result.failed:
         kind = "waiting"  # retried, still held: not an error, the message says why
     text = result.message
-    if result.next_step and result.ok:
+    if next_step and result.next_step and result.ok:
         text = f"{text} {result.next_step}"
     return {
         "kind": kind,
@@ -173,8 +181,9 @@ def approve(
             result = approve_exception(
                 store, exception_id, by=user.name, decision=decision, note=note or None
             )
-        messages.append(_message(result))
-        if result.ok and retry_now == "1" and can(request, Permission.RETRY):
+        retrying = result.ok and retry_now == "1" and can(request, Permission.RETRY)
+        messages.append(_message(result, next_step=not retrying))
+        if retrying:
             for retried in retry_exceptions(
                 store, [exception_id], by=user.name, run_job=console.run_job
             ):
@@ -202,36 +211,51 @@ def retry(request: Request, exception_id: str) -> Response:
     return _back(request, f"/exceptions/{exception_id}")
 
 
-@router.post("/exceptions/{exception_id}/ignore", dependencies=[Depends(csrf_checked)])
-def ignore(
-    request: Request, exception_id: str, reason: str = Form(default="", max_length=MAX_TEXT)
-) -> Response:
+def _ignore(store: AuditStore, exception_id: str, by: str, words: str) -> ActionResult:
     from b2b_pipeline.flows.exception_actions import ignore_exception
 
-    user = require(request, Permission.IGNORE)
-    try:
-        result = ignore_exception(
-            console_of(request).store(), exception_id, by=user.name, reason=reason
-        )
-        messages = [_message(result)]
-    except Exception as exc:
-        messages = [_failed(exc)]
-    flash(request, messages)
-    return _back(request, f"/exceptions/{exception_id}")
+    return ignore_exception(store, exception_id, by=by, reason=words)
 
 
-@router.post("/exceptions/{exception_id}/resolve", dependencies=[Depends(csrf_checked)])
-def resolve(
-    request: Request, exception_id: str, note: str = Form(default="", max_length=MAX_TEXT)
-) -> Response:
+def _resolve(store: AuditStore, exception_id: str, by: str, words: str) -> ActionResult:
     from b2b_pipeline.flows.exception_actions import resolve_exception
 
-    user = require(request, Permission.RESOLVE)
+    return resolve_exception(store, exception_id, by=by, note=words)
+
+
+@dataclass(frozen=True)
+class _Closing:
+    """A way of closing an exception by hand, with nothing replayed: who may, the form field
+    the person's words come in, and the flow that records it."""
+
+    permission: Permission
+    field: str
+    run: Callable[[AuditStore, str, str, str], ActionResult]
+
+
+CLOSINGS = {
+    "ignore": _Closing(Permission.IGNORE, "reason", _ignore),
+    "resolve": _Closing(Permission.RESOLVE, "note", _resolve),
+}
+
+
+@router.post("/exceptions/{exception_id}/{closing}", dependencies=[Depends(csrf_checked)])
+def close(
+    request: Request,
+    exception_id: str,
+    closing: str,
+    reason: str = Form(default="", max_length=MAX_TEXT),
+    note: str = Form(default="", max_length=MAX_TEXT),
+) -> Response:
+    """Ignore (with a reason) or mark resolved (with a note): one action, other words and
+    another permission. Registered after approve and retry, whose paths it also matches."""
+    how = CLOSINGS.get(closing)
+    if how is None:
+        raise HTTPException(404, f"There is no action {closing!r} on an exception.")
+    user = require(request, how.permission)
+    words = reason if how.field == "reason" else note
     try:
-        result = resolve_exception(
-            console_of(request).store(), exception_id, by=user.name, note=note
-        )
-        messages = [_message(result)]
+        messages = [_message(how.run(console_of(request).store(), exception_id, user.name, words))]
     except Exception as exc:
         messages = [_failed(exc)]
     flash(request, messages)

@@ -107,7 +107,8 @@ def reconcile(request: Request, month: str) -> Response:
     save_run_pack(result, console.settings.data_dir)
     open_items = unexplained(result.lines)
     if open_items:
-        money = ", ".join(f"{c} {m:,.2f}" for c, m in open_items.money.items())
+        # As the page writes money everywhere else: "36.00 GBP".
+        money = ", ".join(f"{m:,.2f} {c}" for c, m in open_items.money.items())
         text = (
             f"Reconciled {chosen} ({len(result.lines)} orders): {open_items.count} "
             f"unexplained ({money})."
