@@ -354,7 +354,7 @@ def test_an_order_someone_ignored_is_explained_by_who_ignored_it_not_missing_in_
     assert lines.loc[ignored, "outcome"] == "EXCEPTION_OPEN"
     reason = lines.loc[ignored, "reason"]
     assert "ignored by j.ops on " in reason and ": test order;" in reason, reason
-    assert "it will not be posted to the ERP unless it is retried" in reason
+    assert "it is closed and will not be posted to the ERP" in reason
     assert "not in the exception queue" not in reason
     check = check_result(result, "reconciliation_fully_explained")
     assert check.passed, check.description

@@ -239,7 +239,7 @@ def _held_as_they_stand(waiting: pd.DataFrame, who: pd.Series) -> pd.DataFrame:
             + waiting.loc[ignored, "resolved_by"].fillna("an operator").astype(str)
             + when.dt.strftime(" on %Y-%m-%d").fillna("")
             + why.where(why == "", ": " + why.str.rstrip("."))
-            + "; it will not be posted to the ERP unless it is retried ("
+            + "; it is closed and will not be posted to the ERP ("
             + waiting.loc[ignored, "exception_id"].astype(str)
             + ")."
         )
