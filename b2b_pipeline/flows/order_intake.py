@@ -408,9 +408,10 @@ def _erp_snapshot(
     )
 
 
-def approved_overrides(audit: AuditTrail, order_ids: list[str]) -> pd.DataFrame:
-    """Decisions operators took on approved exceptions of these orders (replayed by the rules)."""
-    approved = audit.exceptions_for("order", order_ids, status="approved")
+def approved_overrides(queue: pd.DataFrame) -> pd.DataFrame:
+    """Decisions operators took on approved exceptions of these orders (replayed by the rules);
+    ``queue``: the batch's exceptions (:func:`batch_queue`)."""
+    approved = queue[queue["status"] == "approved"] if not queue.empty else queue
     if approved.empty:
         return pd.DataFrame(columns=["portal_order_id", "decision"])
     decisions = approved["decision"].map(
@@ -421,18 +422,23 @@ def approved_overrides(audit: AuditTrail, order_ids: list[str]) -> pd.DataFrame:
     )
 
 
-def ignored_orders(audit: AuditTrail, order_ids: list[str]) -> set[str]:
+def ignored_orders(queue: pd.DataFrame) -> set[str]:
     """Orders a person closed with ``exceptions ignore`` and that wait for nothing else.
 
     The runbook promises an ignored order is never posted: a later poll (the purchase changed,
     or the cause went away, e.g. a hold released) must not post it behind that decision's back.
     """
-    mine = audit.exceptions_for("order", order_ids, status=["ignored", "open", "approved"])
-    if mine.empty:
+    if queue.empty:
         return set()
-    ignored = set(mine.loc[mine["status"] == "ignored", "entity_key"].astype(str))
-    waiting = set(mine.loc[mine["status"] != "ignored", "entity_key"].astype(str))
+    ignored = set(queue.loc[queue["status"] == "ignored", "entity_key"].astype(str))
+    waiting = set(queue.loc[queue["status"] != "ignored", "entity_key"].astype(str))
     return ignored - waiting
+
+
+def batch_queue(audit: AuditTrail, order_ids: list[str]) -> pd.DataFrame:
+    """The exceptions of these orders that decide how they are replayed (ignored, open,
+    approved): one read of the queue for the batch, never the whole queue."""
+    return audit.exceptions_for("order", order_ids, status=["ignored", "open", "approved"])
 
 
 def validate_purchases(
@@ -445,7 +451,8 @@ def validate_purchases(
     purchases: list[PortalEntry],
 ) -> ValidatedBatch:
     """Apply every order rule (pure, vectorised) against the ERP's current records."""
-    ignored = ignored_orders(audit, [pid for pid in map(_id, purchases) if pid is not None])
+    queue = batch_queue(audit, [pid for pid in map(_id, purchases) if pid is not None])
+    ignored = ignored_orders(queue)
     decided = [p for p in purchases if _id(p) not in ignored]
     normalised = normalise_purchases(
         wire.read_purchases(decided), portal_customers_for(portal, state, decided)
@@ -454,7 +461,9 @@ def validate_purchases(
     orders = normalised.orders
     order_ids = orders["portal_order_id"].astype(str).tolist()
     existing = erp.existing_orders(order_ids)
-    overrides = approved_overrides(audit, order_ids)
+    overrides = approved_overrides(
+        queue[queue["entity_key"].astype(str).isin(order_ids)] if not queue.empty else queue
+    )
     decisions = decide_orders(
         orders,
         normalised.lines,
@@ -655,8 +664,8 @@ def _record_postings(
             }
         ),
         run_id,
+        resolve_exceptions=True,  # they went through: one transaction with their postings
     )
-    audit.resolve_exceptions_for("order", posted["external_ref"].astype(str).tolist(), run_id)
     return posted
 
 

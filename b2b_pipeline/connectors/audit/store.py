@@ -477,10 +477,14 @@ class AuditStore:
             {"month": month},
         )
 
-    def record_order_postings(self, postings: pd.DataFrame, run_id: str | None) -> None:
+    def record_order_postings(
+        self, postings: pd.DataFrame, run_id: str | None, *, resolve_exceptions: bool = False
+    ) -> None:
         """Record orders posted to the ERP (``v_order_postings`` columns); idempotent on
         ``portal_order_id``: recording an order again updates it and keeps its first
-        ``posted_at``."""
+        ``posted_at``. ``resolve_exceptions``: in the same transaction, resolve the open or
+        approved exceptions of these orders (as :meth:`resolve_exceptions_for`), which have
+        now gone through."""
         if postings.empty:
             return
         if "portal_order_id" not in postings.columns or postings["portal_order_id"].isna().any():
@@ -536,6 +540,14 @@ class AuditStore:
                 now=now,
             )
             connection.execute("DROP TABLE incoming_postings")
+            if resolve_exceptions:
+                exception_queue.resolve_exceptions_for_in(
+                    connection,
+                    "order",
+                    staged["portal_order_id"].astype(str).tolist(),
+                    run_id,
+                    now,
+                )
 
         self._write(write)
 
