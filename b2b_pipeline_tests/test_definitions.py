@@ -43,6 +43,7 @@ JOBS = {
     "customer_sync_job",
     "price_sync_job",
     "price_probe_job",
+    "order_conservation_job",
     "inventory_sync_job",
     "order_intake_job",
     "full_cycle_job",
@@ -54,6 +55,7 @@ SCHEDULES = {
     "inventory_sync_schedule": ("inventory_sync_job", "*/15 * * * *"),
     "nightly_price_comparison_schedule": ("price_sync_job", "0 2 * * *"),
     "price_probe_schedule": ("price_probe_job", "20 * * * *"),
+    "order_conservation_schedule": ("order_conservation_job", "45 * * * *"),
     "month_end_close_schedule": ("month_end_job", "0 6 1 * *"),
     "month_to_date_schedule": ("month_end_job", "30 6 * * *"),
 }
@@ -74,6 +76,7 @@ CHECKS = {
     "portal_price_lists": {"portal_prices_match_erp"},
     "erp_sales_orders": {
         "every_live_order_posted_or_queued",
+        "live_portal_orders_accounted_for",
         "no_on_account_order_pending_payment",
         "erp_totals_match_portal",
         "no_draft_or_quote_in_erp",

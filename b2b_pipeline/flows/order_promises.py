@@ -2,6 +2,9 @@
 call these, and so can a script or the console.
 
 - every live order seen is exactly one of posted in the ERP or held in the queue;
+- every live order **in the portal** is posted, queued, or not yet reached by the cursor,
+  counted from the portal and the ERP themselves (:func:`portal_conservation`), so a purchase
+  the pipeline never tracked (one lost while paging) is found too;
 - no order on account terms waits in the ERP as pending payment;
 - no quote, cart, unconfirmed or cancelled purchase is in the ERP;
 - every posted order's ERP total matches the portal's, or finance approved the difference.
@@ -10,12 +13,13 @@ call these, and so can a script or the console.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from b2b_pipeline.connectors.sparklayer import purchases as wire
-from b2b_pipeline.flows.ports import AuditTrail, Erp, SyncStateStore
+from b2b_pipeline.flows.ports import AuditTrail, Erp, Portal, SyncStateStore
 
 if TYPE_CHECKING:
     from b2b_pipeline.config.mappings import Mappings
@@ -73,6 +77,78 @@ def order_conservation(
         queued=len(ids & queued),
         posted_and_queued=sorted(ids & in_erp & queued),
         neither_posted_nor_queued=sorted(ids - in_erp - queued),
+    )
+
+
+# How far back the portal-side count looks (purchases changed since then). It runs every hour,
+# so an order lost two days ago has been reported some 48 times before it leaves the window.
+PORTAL_CONSERVATION_WINDOW = timedelta(days=2)
+
+
+@dataclass(frozen=True)
+class PortalConservation:
+    """Live portal orders changed since ``since``, each posted, queued or not yet reached."""
+
+    since: datetime
+    live_in_portal: int
+    posted: int
+    queued: int
+    not_yet_reached: int
+    lost: list[str]
+    posted_and_queued: list[str]
+
+    @property
+    def holds(self) -> bool:
+        return not self.lost and not self.posted_and_queued
+
+
+def portal_conservation(
+    *,
+    portal: Portal,
+    erp: Erp,
+    audit: AuditTrail,
+    state: SyncStateStore,
+    mappings: Mappings,
+    since: datetime | None = None,
+) -> PortalConservation:
+    """Count the promise from the systems themselves, not from the pipeline's tracking.
+
+    Every live purchase in the portal (a live type, not cancelled) changed since ``since``
+    (default: :data:`PORTAL_CONSERVATION_WINDOW` ago) is in the ERP (its ``external_ref``), or
+    held in the queue (waiting, or ignored by a person), or newer than the durable cursor (the
+    intake has not reached it yet). Anything else was lost: the pipeline moved past it.
+    """
+    since = since or datetime.now(UTC) - PORTAL_CONSERVATION_WINDOW
+    cursor = state.order_cursor()
+    live = set(mappings.live_types)
+    keys: dict[str, tuple[pd.Timestamp, str]] = {}
+    for purchase in portal.iter_purchases(updated_gte=since):
+        pid = wire.purchase_id(purchase)
+        updated = wire.purchase_updated_at(purchase)
+        if not pid or updated is None:
+            continue  # unreadable: the intake queues it as malformed, with the payload
+        if wire.purchase_type(purchase) in live and not wire.is_cancelled(purchase):
+            keys[pid] = (updated, pid)
+    ids = sorted(keys)
+    in_erp = set(erp.existing_orders(ids)["external_ref"].astype(str)) if ids else set()
+    queue = audit.exceptions_for("order", ids, status=["open", "approved", "ignored"])
+    queued = (
+        set(queue.loc[queue["reason_code"] != "WRITE_BACK_REFUSED", "entity_key"].astype(str))
+        if not queue.empty
+        else set()
+    )
+    reached = cursor.updated_at
+    mark = (pd.Timestamp(reached), cursor.purchase_id or "") if reached is not None else None
+    waiting = {pid for pid, key in keys.items() if mark is None or key > mark}
+    accounted = in_erp | queued
+    return PortalConservation(
+        since=since,
+        live_in_portal=len(ids),
+        posted=len(in_erp),
+        queued=len(queued - in_erp),
+        not_yet_reached=len(waiting - accounted),
+        lost=sorted(set(ids) - accounted - waiting),
+        posted_and_queued=sorted(in_erp & queued),
     )
 
 
