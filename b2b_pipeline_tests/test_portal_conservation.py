@@ -90,3 +90,15 @@ def test_the_portal_count_has_its_own_job_and_never_slows_an_order_run(pipeline:
     evaluation = counted.get_asset_check_evaluations()[0]
     assert evaluation.metadata["lost"].value == [pid(skipped)]
     assert evaluation.metadata["lost_count"].value == 1
+
+    # The runbook's remedy: a re-scan from before the lost order posts it, once.
+    since = pd.Timestamp(skipped["dates"]["updated_at"]) - pd.Timedelta(seconds=5)
+    rescan = pipeline.run(
+        "order_intake_job",
+        {"ops": {"order_intake": {"config": {"updated_gte": since.isoformat()}}}},
+    )
+    assert pipeline.metadata(rescan, "erp_sales_orders")["posted"] == 1
+    assert (pipeline.sales_orders()["external_ref"] == pid(skipped)).sum() == 1
+    assert pipeline.checks(pipeline.run("order_conservation_job")) == {
+        "live_portal_orders_accounted_for": True
+    }
