@@ -181,3 +181,29 @@ def test_a_company_seen_without_an_account_is_read_again_so_its_mapping_is_not_m
     pipeline.order_intake(run_id="unmapped-2")
     assert _customer_reads(pipeline) == {"GET /api/v2/customers/{lookupBy}/{identifier}": 1}
     assert erp_rows(pipeline, pid(fresh))["account_code"].tolist() == ["CUST0001"]
+
+
+def test_a_purchase_naming_a_hostile_customer_id_never_stops_the_batch(pipeline):
+    """Finding of the reliability suite: one purchase whose customer id was 100,000 characters
+    made the one-by-one customer lookup a 414 and failed every run. The id is not looked up;
+    its order is decided as one from an unknown company, and the real order beside it goes on."""
+    import copy
+
+    from b2b_pipeline.flows.portal_customers import portal_customers_for
+
+    company = mapped_buyer(pipeline)
+    real = priced_order(pipeline, company, customer_reference="PO-REAL")
+    hostile = copy.deepcopy(real)
+    hostile["purchase_identifiers"] = {"sparklayer": "hostile-1", "visible": "HX-1"}
+    hostile["customer_identifiers"] = {"sparklayer": "y" * 100_000}
+    odd = copy.deepcopy(real)
+    odd["purchase_identifiers"] = {"sparklayer": "hostile-2", "visible": "HX-2"}
+    odd["customer_identifiers"] = {"sparklayer": "no-such-customer"}
+
+    pipeline.reset_calls()
+    customers = portal_customers_for(pipeline.portal, pipeline.state, [real, hostile, odd])
+    assert customers["id"].tolist() == [company]  # the real buyer, read over HTTP
+    reads = _customer_reads(pipeline)
+    # Two lookups (the real company, and the plausible id the portal does not know); the
+    # 100,000-character id never reached the portal.
+    assert reads == {"GET /api/v2/customers/{lookupBy}/{identifier}": 2}, reads

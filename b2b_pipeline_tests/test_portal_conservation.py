@@ -15,6 +15,7 @@ import pandas as pd
 
 from b2b_pipeline.config.mappings import load_mappings
 from b2b_pipeline.connectors.sparklayer.purchases import purchase_id as pid
+from b2b_pipeline.flows.order_intake import DEFAULT_LOOKBACK
 from b2b_pipeline.flows.order_promises import order_conservation, portal_conservation
 from b2b_pipeline_tests.harness import Pipeline
 from b2b_pipeline_tests.test_order_intake_flow import BRAKE, mapped_buyer, priced_order
@@ -30,10 +31,13 @@ def count(pipeline: Pipeline):
     )
 
 
-def skip_past(pipeline: Pipeline, purchase: dict) -> None:
-    """What the paging loss did: the durable cursor moved past a purchase no run handled."""
+def skip_past(pipeline: Pipeline, purchase: dict, beyond: timedelta = timedelta(0)) -> None:
+    """What the paging loss did: the durable cursor moved past a purchase no run handled, by
+    more than the intake's look-back (which the next run would read again)."""
     moment = pd.Timestamp(purchase["dates"]["updated_at"]).to_pydatetime()
-    pipeline.state.advance_order_cursor(moment + timedelta(seconds=1), "zzzz", "lost-run")
+    pipeline.state.advance_order_cursor(
+        moment + DEFAULT_LOOKBACK + timedelta(seconds=1) + beyond, "zzzz", "lost-run"
+    )
 
 
 def test_posted_queued_and_unreached_orders_are_accounted_for_and_a_skipped_one_is_lost(
@@ -52,7 +56,13 @@ def test_posted_queued_and_unreached_orders_are_accounted_for_and_a_skipped_one_
     assert (found.live_in_portal, found.posted, found.queued, found.not_yet_reached) == (3, 1, 1, 1)
     assert found.lost == []
 
-    # The cursor moves past the waiting order without any run handling it.
+    # A cursor just past the order, within the look-back: the next run reads it again, so it is
+    # not lost (a quote confirmed while a run was reading is in this state for a moment).
+    moment = pd.Timestamp(waiting["dates"]["updated_at"]).to_pydatetime()
+    pipeline.state.advance_order_cursor(moment + timedelta(seconds=1), "zzzz", "racing-run")
+    assert count(pipeline).holds and count(pipeline).not_yet_reached == 1
+
+    # The cursor moves past the waiting order, beyond the look-back, with no run handling it.
     skip_past(pipeline, waiting)
     lost = count(pipeline)
     assert not lost.holds and lost.lost == [pid(waiting)]

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from b2b_pipeline.connectors.sparklayer import purchases as wire
+from b2b_pipeline.flows.order_intake import DEFAULT_LOOKBACK
 from b2b_pipeline.flows.ports import AuditTrail, Erp, Portal, SyncStateStore
 
 if TYPE_CHECKING:
@@ -115,8 +116,9 @@ def portal_conservation(
 
     Every live purchase in the portal (a live type, not cancelled) changed since ``since``
     (default: :data:`PORTAL_CONSERVATION_WINDOW` ago) is in the ERP (its ``external_ref``), or
-    held in the queue (waiting, or ignored by a person), or newer than the durable cursor (the
-    intake has not reached it yet). Anything else was lost: the pipeline moved past it.
+    held in the queue (waiting, or ignored by a person), or not yet reached: changed since the
+    durable cursor minus the intake's look-back, which the next run reads again. Anything else
+    was lost: the pipeline moved past it.
     """
     since = since or datetime.now(UTC) - PORTAL_CONSERVATION_WINDOW
     cursor = state.order_cursor()
@@ -137,9 +139,17 @@ def portal_conservation(
         if not queue.empty
         else set()
     )
-    reached = cursor.updated_at
-    mark = (pd.Timestamp(reached), cursor.purchase_id or "") if reached is not None else None
-    waiting = {pid for pid, key in keys.items() if mark is None or key > mark}
+    # The next run reads everything changed since the cursor minus the look-back, and handles
+    # a purchase again when its version is newer than the one it handled: a quote confirmed
+    # while a run was reading (that run kept the quote's version and moved the cursor past the
+    # confirmation) is still reached. Only what is older than that edge and unaccounted for
+    # was lost.
+    edge = (
+        pd.Timestamp(cursor.updated_at) - DEFAULT_LOOKBACK
+        if cursor.updated_at is not None
+        else None
+    )
+    waiting = {pid for pid, (updated, _) in keys.items() if edge is None or updated >= edge}
     accounted = in_erp | queued
     return PortalConservation(
         since=since,

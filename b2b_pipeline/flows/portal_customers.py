@@ -9,6 +9,8 @@ reads the rest (see :func:`portal_customers_for` for why that is safe).
 from __future__ import annotations
 
 import json
+import logging
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from b2b_pipeline.connectors.sparklayer import purchases as wire
+from b2b_pipeline.connectors.sparklayer.errors import SparkLayerError
 from b2b_pipeline.flows.ports import Document, Portal, SyncStateStore
 
 # The portal customer columns the order rules read (``normalise_purchases``).
@@ -25,6 +28,17 @@ PORTAL_CUSTOMER_COLUMNS = ["id", "accounting_id", "company_name", "tax_exempt", 
 PORTAL_CUSTOMER_MAX_AGE = timedelta(minutes=20)
 # Customers a run reads one by one before a full read of the list (250 a page) is cheaper.
 CUSTOMER_LOOKUPS_PER_RUN = 10
+
+
+log = logging.getLogger(__name__)
+
+# A SparkLayer customer id is a UUID. Anything else a purchase names (a broken or hostile entry:
+# 100,000 characters once made every lookup a 414 and stopped every order) is never looked up:
+# its order is decided as one from a company the portal does not know, and queued.
+PLAUSIBLE_CUSTOMER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+# Refusals that mean "not this customer", not "the portal cannot be used": one bad id must not
+# stop the batch. Authentication, permission and rate limits still stop the run.
+_NOT_THIS_CUSTOMER = frozenset({400, 404, 410, 414, 422})
 
 
 def _customer_rows(documents: list[Document]) -> pd.DataFrame:
@@ -65,7 +79,13 @@ def portal_customers_for(
     have been mapped since: queueing its order as unmapped would be the expensive mistake). One
     by one when few, else the whole list, which refreshes every remembered row.
     """
-    ids = sorted({cid for cid in map(wire.customer_id, purchases) if cid})
+    ids = sorted(
+        {
+            cid
+            for cid in map(wire.customer_id, purchases)
+            if cid and PLAUSIBLE_CUSTOMER_ID.fullmatch(cid)
+        }
+    )
     if not ids:
         return _customer_rows([])
     seen = state.portal_customers_seen_since(ids, datetime.now(UTC) - PORTAL_CUSTOMER_MAX_AGE)
@@ -78,11 +98,22 @@ def portal_customers_for(
         everyone = _customer_rows(list(portal.iter_customers()))
         _remember(state, everyone, complete=True)
         return everyone
-    found = [
-        doc
-        for doc in (portal.get_customer(cid, lookup_by="sparklayer") for cid in missing)
-        if doc is not None
-    ]
+    found = [doc for cid in missing if (doc := _look_up(portal, cid)) is not None]
     read = _customer_rows(found)
     _remember(state, read, complete=False)
     return pd.concat([known, read], ignore_index=True) if not known.empty else read
+
+
+def _look_up(portal: Portal, customer_id: str) -> Document | None:
+    try:
+        return portal.get_customer(customer_id, lookup_by="sparklayer")
+    except SparkLayerError as refused:
+        if refused.status not in _NOT_THIS_CUSTOMER:
+            raise
+        log.warning(
+            "portal refused the lookup of customer %r (%s): its orders are decided as from an "
+            "unknown company",
+            customer_id[:80],
+            refused.status,
+        )
+        return None

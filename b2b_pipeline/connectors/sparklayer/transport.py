@@ -72,6 +72,18 @@ from b2b_pipeline.connectors.sparklayer.pacing import shared_limiter, wait_for_t
 logger = logging.getLogger(__name__)
 
 
+def parse_json(content: bytes) -> Any:
+    """A response body as JSON, always with the standard library's parser.
+
+    Not ``Response.json()``: that uses simplejson whenever it happens to be installed (another
+    package may bring it in), which refuses the ``NaN`` and ``Infinity`` a portal page can carry
+    in one bad entry and would make the whole page unreadable, so one hostile purchase would
+    stop every order. The stdlib parser reads them as floats; the order rules then queue that
+    entry as malformed, with its payload, and the rest of the page goes on.
+    """
+    return json.loads(content)
+
+
 # A token is renewed this long before the portal says it expires (or a tenth of its lifetime,
 # when that is shorter), so that a call never leaves with a token about to lapse in flight.
 TOKEN_RENEWAL_MARGIN_SECONDS = 60.0
@@ -585,7 +597,7 @@ class Transport:
                 endpoint=endpoint,
             )
         try:
-            body = response.json()
+            body = parse_json(response.content)
         except ValueError:
             body = NO_BODY
         if body is NO_BODY or not shape.accepts(body):
@@ -607,7 +619,7 @@ class Transport:
         """The typed error for a non-2xx response, from its problem document if it has one."""
         status = response.status_code
         try:
-            document = response.json() if response.content.strip() else None
+            document = parse_json(response.content) if response.content.strip() else None
         except ValueError:
             document = None  # some error responses have no body, or an HTML one [doc]
         title = detail = None
