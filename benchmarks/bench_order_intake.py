@@ -15,6 +15,10 @@ order is left, and prints:
 
     .venv/bin/python benchmarks/bench_order_intake.py [--orders 10000] [--requests-per-second 20]
 
+The bound is what the rate limit allows whatever the pipeline does: the pacing rate divided by
+the portal calls one order needs (measured), in orders per second; ``--json PATH`` writes the
+figures with the end-to-end rate beside it.
+
 ``--requests-per-second`` is the client's pacing (SPARKLAYER_REQUESTS_PER_SECOND, default 20 as
 in production); a high value shows what the pipeline itself can do when the portal allows it.
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import sys
 import tempfile
@@ -74,6 +79,7 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=10_000)
     parser.add_argument("--requests-per-second", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", type=Path, help="write the figures to this file")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="bench_order_intake_"))
@@ -172,6 +178,52 @@ def main() -> None:
         f"{wait / seconds:.0%} of the time"
     )
     print(f"  outcome: {posted:,} posted + {queued_orders:,} queued = {posted + queued_orders:,}")
+    per_order = stats.calls / max(handled, 1)
+    bound = args.requests_per_second / per_order
+    print(
+        f"  rate-limit bound: {args.requests_per_second:g} calls/s / {per_order:.2f} calls per "
+        f"order = {bound:.1f} orders/s; end to end {handled / seconds / bound:.0%} of it"
+    )
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "sizes": f"{handled:,} orders at {args.requests_per_second:g} requests/s, "
+                    f"{len(runs)} run(s) + the final empty one",
+                    "ratios": [
+                        {
+                            "figure": "intake orders/s end to end",
+                            "value": handled / seconds,
+                            "floor": bound,
+                            "floor_name": "rate-limit bound (rate / calls per order)",
+                            "unit": "orders/s",
+                            "goal": None,
+                            "higher_is_better": True,
+                            "note": "1: the portal's rate limit is all that holds it back",
+                        }
+                    ],
+                    "absolute": [
+                        {
+                            "figure": "orders/s end to end",
+                            "value": handled / seconds,
+                            "unit": "orders/s",
+                        },
+                        {"figure": "portal calls per order", "value": per_order, "unit": ""},
+                        {
+                            "figure": "share of the time waiting on the rate limit",
+                            "value": 100 * wait / seconds,
+                            "unit": "%",
+                        },
+                        {"figure": "intake wall time", "value": seconds, "unit": "s"},
+                        {
+                            "figure": "posted + queued = placed",
+                            "value": posted + queued_orders == placed == handled,
+                            "unit": "",
+                        },
+                    ],
+                }
+            )
+        )
     if posted + queued_orders != placed or handled != placed:
         print("  MISMATCH: every order must be posted or queued exactly once", file=sys.stderr)
         sys.exit(1)

@@ -17,6 +17,7 @@ What it does, on temporary files and free ports:
 
     .venv/bin/python benchmarks/bench_order_latency.py            # merchant scale
     .venv/bin/python benchmarks/bench_order_latency.py --quick    # a smaller seed, same phases
+    .venv/bin/python benchmarks/bench_order_latency.py --json PATH  # figures for benchmarks/report
 
 Latency is measured by polling the ERP (every 0.25 s) for ``external_ref`` = the purchase id,
 so each figure is accurate to a quarter of a second. Goal (issue 9): p95 under 60 s with the
@@ -26,11 +27,14 @@ so each figure is accurate to a quarter of a second. Goal (issue 9): p95 under 6
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import os
 import statistics
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import requests
 import sqlalchemy as sa
@@ -115,6 +119,7 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=20)
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between orders")
     parser.add_argument("--floor-orders", type=int, default=4)
+    parser.add_argument("--json", type=Path, help="write the figures to this file")
     args = parser.parse_args()
     size = (
         {"customers": 500, "skus": 2_000, "price_rows": 100_000}
@@ -242,6 +247,69 @@ def main() -> None:
         "placed while the price sync ran reached the ERP before it ended"
     )
     print(f"  (files in {workdir})")
+    if args.json and loaded:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "sizes": f"{size['customers']:,} customers, {size['skus']:,} SKUs, "
+                    f"{size['price_rows']:,} price rows; {len(placed)} orders under load, "
+                    f"{len(floor)} alone",
+                    "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                    "ratios": [
+                        {
+                            "figure": "order latency p95 under a full price sync + stock sync",
+                            "value": high,
+                            "floor": floor_p50,
+                            "floor_name": "p50 latency with nothing else running",
+                            "unit": "s",
+                            "goal": None,
+                            "value_goal": 60.0,
+                            "note": "the floor is the 30 s sensor's wait plus a run's start",
+                        },
+                        {
+                            "figure": "order latency p50 under the same syncs",
+                            "value": p50,
+                            "floor": floor_p50,
+                            "floor_name": "p50 latency with nothing else running",
+                            "unit": "s",
+                            "goal": None,
+                        },
+                    ],
+                    "absolute": [
+                        {"figure": "p50 latency under load", "value": p50, "unit": "s"},
+                        {
+                            "figure": "p95 latency under load",
+                            "value": high,
+                            "unit": "s",
+                            "goal": 60.0,
+                        },
+                        {
+                            "figure": "max latency under load",
+                            "value": worst,
+                            "unit": "s",
+                            "goal": 120.0,
+                        },
+                        {
+                            "figure": "p50 latency, nothing else running",
+                            "value": floor_p50,
+                            "unit": "s",
+                        },
+                        {
+                            "figure": "price sync run (changed prices: "
+                            f"{changed_prices:,}), {price_run['status']}",
+                            "value": price_run["endTime"] - price_run["startTime"],
+                            "unit": "s",
+                        },
+                        {
+                            "figure": "orders placed during the price sync that reached the "
+                            "ERP before it ended",
+                            "value": before_sync_end,
+                            "unit": f"of {placed_during}",
+                        },
+                    ],
+                }
+            )
+        )
 
 
 if __name__ == "__main__":
