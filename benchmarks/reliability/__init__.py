@@ -1,13 +1,14 @@
 """The reliability suite: the order path under faults, load and hostile input, in figures.
 
-Run with ``scripts/reliability`` (``--quick`` for the CI-sized version, ``--only NAME`` for one
-scenario). Every scenario treats the pipeline as a black box, the way an operator and the
-schedules use it: ``b2b-pipeline`` processes (``run``, and readers such as ``exceptions list``)
-against a SparkLayer simulator in its own process, a SQLite reference ERP and a DuckDB audit
-file in a temporary folder, with faults injected through the simulator's ``/_sim/faults``
-endpoint, a fault proxy in front of it (``proxy.py``), ``kill -9``, another SQLite writer, or
-the portal being stopped. Nothing here imports the Dagster layer, so the suite stays valid while
-the definitions are refactored.
+Run with ``scripts/reliability`` (``--quick`` for a smaller version, ``--ci`` for the size the
+pytest test runs, ``--only NAME`` for one scenario). Every scenario treats the pipeline as a
+black box, the way an operator and the schedules use it: ``b2b-pipeline`` processes (``run``,
+and readers such as ``exceptions list``) against a SparkLayer simulator in its own process, a
+SQLite reference ERP and a DuckDB audit file in a temporary folder, with faults injected
+through the simulator's ``/_sim/faults`` endpoint, a fault proxy in front of it
+(``proxy.py``), ``kill -9``, another SQLite writer, the portal being stopped, or ``dg dev``
+with its daemon (``scenarios/daemon.py``). Nothing here imports the Dagster layer, so the
+suite stays valid while the definitions are refactored.
 
 What is counted (``tally.py``), per scenario, from the systems themselves and not from the
 pipeline's own bookkeeping where a system can say:
@@ -22,5 +23,13 @@ pipeline's own bookkeeping where a system can say:
   what the schedules do; no operator action) ended with nothing lost and a last run that
   exited 0.
 
-The suite exits 1 when any scenario has a duplicate or a lost order, or needed a manual step.
+- **time**: wall-clock seconds of the scenario (scenarios run side by side in ``plan.lanes``
+  threads, so the times overlap and add up to more than the suite's).
+
+The tampering row counts, in "recovered", the kinds of tampering ``audit verify`` caught; the
+secret-scan row counts there the sandboxes in which neither the client secret nor any token
+issued to the pipeline was found (``secrets.py``).
+
+The suite exits 1 when any row has a duplicate or a lost order, needed a manual step, missed a
+tampering or found a secret.
 """

@@ -1,4 +1,5 @@
-"""How big each scenario is: the full suite, or the ``--quick`` one for CI."""
+"""How big each scenario is: the full suite, the ``--quick`` one for CI, and the ``ci`` one the
+pytest test runs (every scenario, smallest sizes that still exercise it)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,31 @@ class Plan:
     # Orders placed per trial (the intake under test).
     orders: int = 1000
     kill_trials: int = 30
+    # Kills in a row before the plain runs that recover (``scenarios/kill.py``).
+    kill_chain: int = 5
     # Orders per fault row: the rate is what is under test, and every injected failure costs
     # the client's real backoff (0.5 s doubling), so a bigger batch only adds sleep.
-    fault_orders: int = 300
+    fault_orders: int = 100
+    # Which fault rows (by the start of their name); empty: every kind on its own and all
+    # together.
+    fault_rows: tuple[str, ...] = ()
     hostile_purchases: int = 10_000
-    # How long another writer holds the SQLite ERP (longer than the gateway's 30 s busy wait).
+    # How long another writer holds the SQLite ERP (longer than the gateway's 30 s busy wait;
+    # 0: no ERP-lock row).
     erp_lock_seconds: float = 90.0
-    portal_outage_seconds: float = 30.0
+    portal_outage_seconds: float = 45.0
+    # How many runs overlap, per row of the overlap scenario.
+    overlap_runs: tuple[int, ...] = (2, 3)
+    # Which kinds of tampering (``scenarios/tamper.py``); empty: all of them.
+    tamper_kinds: tuple[str, ...] = ()
+    # kill -9 of the run worker under dg dev: trials, and how long the daemon may take to
+    # finish the work alone (run monitoring polls every 30 s, the sensor ticks every 30 s).
+    daemon_trials: int = 3
+    daemon_recovery_s: float = 240.0
+    # Scenarios run side by side: most of a fault, outage or dg dev scenario is waiting
+    # (backoff, a held lock, a stopped portal, a sensor tick), so three lanes on two cores
+    # finish sooner without starving the CPU-bound ones (kill, hostile).
+    lanes: int = 3
 
     @classmethod
     def full(cls, seed: int = 7) -> Plan:
@@ -31,8 +50,37 @@ class Plan:
             seed=seed,
             orders=200,
             kill_trials=4,
+            kill_chain=2,
             fault_orders=100,
+            fault_rows=("timeouts at 20%", "all of these"),
             hostile_purchases=1_500,
             erp_lock_seconds=40.0,
-            portal_outage_seconds=8.0,
+            portal_outage_seconds=20.0,
+        )
+
+    @classmethod
+    def ci(cls, seed: int = 7) -> Plan:
+        """The pytest test's size: every scenario once, as small as still exercises it."""
+        return cls(
+            quick=True,
+            seed=seed,
+            orders=40,
+            kill_trials=2,
+            kill_chain=1,
+            fault_orders=30,
+            fault_rows=("all of these",),
+            hostile_purchases=300,
+            # No ERP lock: to be an outage it must outlast the gateway's 30 s busy wait, and
+            # the quick and full sizes have it. The portal stays away longer than the
+            # client's retries (about 9 s), so the run it interrupts fails.
+            erp_lock_seconds=0.0,
+            portal_outage_seconds=12.0,
+            overlap_runs=(3,),
+            lanes=2,
+            tamper_kinds=(
+                "edit an event, recompute",
+                "cut the newest",
+                "queue: resolved, its sealed state",
+                "postings: one deleted",
+            ),
         )

@@ -107,15 +107,18 @@ class PortalProxy:
         target: str,
         faults: ProxyFaults | None = None,
         hostile: HostilePortal | None = None,
+        tokens: set[str] | None = None,
     ) -> None:
         self.target = target.rstrip("/")
+        # Every bearer token seen on the wire, for the secret scan (``secrets.py``).
+        self.tokens = tokens if tokens is not None else set()
         self.faults = faults or ProxyFaults()
         self.hostile = hostile
         self.stats: Counter[str] = Counter()
         self._random = random.Random(self.faults.seed)
         self._lock = threading.Lock()
         self._local = threading.local()
-        self._server = ThreadingHTTPServer(("127.0.0.1", free_port()), _Handler)
+        self._server = _QuietServer(("127.0.0.1", free_port()), _Handler)
         self._server.daemon_threads = True
         self._server.proxy = self  # type: ignore[attr-defined]
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -160,6 +163,18 @@ class PortalProxy:
         kept = {k: v for k, v in response.headers.items() if k in RESPONSE_HEADERS}
         return response.status_code, kept, response.content
 
+    def note_tokens(self, authorization: str | None, token_answer: bytes | None) -> None:
+        """Record the token a call carries, or the one a token answer issues."""
+        found = None
+        if authorization and authorization.lower().startswith("bearer "):
+            found = authorization[7:].strip()
+        elif token_answer:
+            with contextlib.suppress(ValueError, AttributeError):
+                found = json.loads(token_answer).get(wire.TOKEN_FIELD)
+        if isinstance(found, str) and found:
+            with self._lock:
+                self.tokens.add(found)
+
     # -- the hostile list -----------------------------------------------------------------------
 
     def purchase_list(
@@ -175,7 +190,7 @@ class PortalProxy:
         while True:  # the portal's whole list in this window, then merged and paged here
             response = self.session().get(
                 self.target + PURCHASES,
-                params={**params, wire.LIMIT_PARAM: PAGE, wire.OFFSET_PARAM: page_offset},
+                params={**params, wire.LIMIT_PARAM: str(PAGE), wire.OFFSET_PARAM: str(page_offset)},
                 headers=headers,
                 timeout=60,
             )
@@ -195,7 +210,8 @@ class PortalProxy:
             merged.append(((entry.sort_time, entry.sort_id), entry.document))
         merged.sort(key=lambda pair: pair[0], reverse=True)
         shown = [document for _, document in merged[offset : offset + limit]]
-        body = json.dumps(shown, ensure_ascii=False).encode()
+        # allow_nan=False: every page served is JSON, whatever the catalogue holds.
+        body = json.dumps(shown, ensure_ascii=False, allow_nan=False).encode()
         return 200, {"Content-Type": "application/json"}, body
 
     def hostile_purchase(
@@ -212,7 +228,7 @@ class PortalProxy:
                 internal = (sent.get("purchase_identifiers") or {}).get("internal")
                 if isinstance(document.get("purchase_identifiers"), dict):
                     document["purchase_identifiers"]["internal"] = internal
-            answer = json.dumps(document, ensure_ascii=False).encode()
+            answer = json.dumps(document, ensure_ascii=False, allow_nan=False).encode()
         return 200, {"Content-Type": "application/json"}, answer
 
 
@@ -222,6 +238,16 @@ def _iso(text: str) -> str:
 
     moment = datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (a run killed, a dropped call) is what the scenarios do;
+        anything else is still printed."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -243,6 +269,7 @@ class _Handler(BaseHTTPRequestHandler):
         wanted = {name.lower() for name in REQUEST_HEADERS}
         headers = {k: v for k, v in self.headers.items() if k.lower() in wanted}
         path = urlsplit(self.path).path
+        proxy.note_tokens(self.headers.get("Authorization"), None)
         fault = proxy.draw() if path.startswith("/api/") else None
         if fault == "drop":
             return self._drop()
@@ -265,6 +292,8 @@ class _Handler(BaseHTTPRequestHandler):
                 answer = proxy.forward(self.command, self.path, headers, body)
             except requests.RequestException:
                 return self._drop()  # the portal is down: so is the path to it
+        if path == wire.TOKEN_PATH:
+            proxy.note_tokens(None, answer[2])
         if fault == "lose_response":
             return self._drop()
         self._send(*answer)

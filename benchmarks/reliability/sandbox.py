@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -45,10 +46,26 @@ SYSTEM_VARIABLES = (
     "B2B_DATA_DIR",
     "DAGSTER_HOME",
 )
+# Set (by ``--keep``) to leave each sandbox's folder, logs included, for a post-mortem.
+KEEP_VARIABLE = "B2B_RELIABILITY_KEEP"
 # A run that handled this many purchases may have left more for the next (the intake's batch).
 FULL_BATCH = 5000
 # A run of the full cycle on a few thousand orders takes seconds; a hung one is a finding.
 RUN_TIMEOUT_S = 600
+
+
+@dataclass(frozen=True)
+class Scan:
+    """One sandbox's secret scan: how many tokens were looked for, and where any was found."""
+
+    sandbox: str
+    tokens: int
+    commands: int
+    places: list[str]
+
+
+# Every scan of this process, for the suite's summary line.
+SCANS: list[Scan] = []
 
 
 def free_port() -> int:
@@ -115,14 +132,28 @@ class Sandbox:
         self.data.mkdir()
         self.logs = self.root / "logs"
         self.logs.mkdir()
+        # Runs are recorded in a persistent instance (the shipped dagster.yaml), as the
+        # schedules' runs are, so the secret scan reads their event records too.
+        self.dagster_home = self.root / "dagster_home"
+        self.dagster_home.mkdir()
+        shipped = Path(__file__).resolve().parents[2] / "deploy" / "dagster.yaml"
+        (self.dagster_home / "dagster.yaml").write_text(shipped.read_text())
+        self.reports = self.root / "reports"
         # Distinctive, so a scan of every output can prove it never leaks.
         self.secret = f"rel-secret-{uuid.uuid4().hex}"
         self.port = free_port()
         self.sim_url = f"http://127.0.0.1:{self.port}"
+        # Every token issued to the pipeline, recorded on the wire by the proxies (the tap in
+        # front of the simulator, and any fault proxy): needles for the secret scan.
+        self.tokens: set[str] = set()
+        self._tap: Any = None
+        self.tap_url = self.sim_url
         self.portal_url = self.sim_url  # where runs send portal calls (a proxy may take over)
         self.erp_path = self.data / "erp.sqlite"
         self.audit_path = self.data / "audit.duckdb"
         self.outputs: list[Outcome] = []
+        # Places a scenario scanned itself (the GraphQL API under dg dev), with what it found.
+        self.found_elsewhere: list[str] = []
         self._simulator: subprocess.Popen[bytes] | None = None
         self._counter = 0
         self._session = requests.Session()
@@ -142,6 +173,7 @@ class Sandbox:
             "SPARKLAYER_REQUESTS_PER_SECOND": "1000",
             "ERP_DATABASE_URL": f"sqlite:///{self.erp_path}",
             "B2B_AUDIT_DB": str(self.audit_path),
+            "DAGSTER_HOME": str(self.dagster_home),
             "PYTHONWARNINGS": "ignore",
             **overrides,
         }
@@ -161,8 +193,8 @@ class Sandbox:
         )
         return Running(tuple(args), process, out_path, err_path, time.monotonic(), [out, err])
 
-    def cli(self, *args: str, timeout: float = RUN_TIMEOUT_S, **env: str) -> Outcome:
-        outcome = self.start(*args, **env).wait(timeout)
+    def cli(self, *args: str, **env: str) -> Outcome:
+        outcome = self.start(*args, **env).wait(RUN_TIMEOUT_S)
         self.outputs.append(outcome)
         return outcome
 
@@ -171,14 +203,13 @@ class Sandbox:
         return self.cli("run", "--format", "json", **env)
 
     def recover(self, *, max_runs: int = 4) -> tuple[bool, list[Outcome]]:
-        """Plain runs, as the schedules would start them, until one exits 0 having handled
-        less than a full batch (at most ``max_runs``). Returns whether the last exited 0."""
+        """Plain runs, as the schedules would start them, until one exits 0 and says nothing is
+        left waiting (at most ``max_runs``). Returns whether the last exited 0."""
         outcomes = []
         for _ in range(max_runs):
             outcome = self.run()
             outcomes.append(outcome)
-            handled = handled_purchases(outcome)
-            if outcome.returncode == 0 and (handled is None or handled < FULL_BATCH):
+            if outcome.returncode == 0 and not more_waiting(outcome):
                 break
         return bool(outcomes) and outcomes[-1].returncode == 0, outcomes
 
@@ -237,13 +268,28 @@ class Sandbox:
 
     # -- set-up ---------------------------------------------------------------------------------
 
+    def proxy(self, **options: Any) -> Any:
+        """A :class:`~benchmarks.reliability.proxy.PortalProxy` in front of the simulator that
+        records the tokens it sees into this sandbox's needles."""
+        from benchmarks.reliability.proxy import PortalProxy
+
+        return PortalProxy(self.sim_url, tokens=self.tokens, **options)
+
     def __enter__(self) -> Sandbox:
         self.start_portal()
+        # The tap: a fault-free proxy every run goes through unless a scenario puts another
+        # one in front, so that every token the pipeline is issued is known to the scan.
+        self._tap = self.proxy().__enter__()
+        self.tap_url = self.portal_url = self._tap.url
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        if self._tap is not None:
+            self._tap.__exit__()
         self.stop_portal()
         self._session.close()
+        if not os.environ.get(KEEP_VARIABLE):
+            shutil.rmtree(self.root, ignore_errors=True)
 
     def prepare(self, *, customers: int = 40, skus: int = 200) -> None:
         """Seed the ERP and put the master data in the portal (accounts, prices, stock)."""
@@ -307,37 +353,79 @@ class Sandbox:
 
     # -- reading the systems --------------------------------------------------------------------
 
-    def portal_purchases(self) -> list[Any]:
-        """Every purchase the portal holds, read from the portal itself (not through a proxy)."""
+    def portal_purchases(self, since: dt.datetime | None = None) -> list[Any]:
+        """Every purchase the portal holds (changed at or after ``since`` when given), read
+        from the portal itself (not through a proxy)."""
         from b2b_pipeline.connectors.sparklayer.client import SparkLayerClient
 
         with SparkLayerClient(
             self.sim_url, SITE_ID, CLIENT_ID, self.secret, requests_per_second=1000
         ) as client:
-            return list(client.iter_purchases())
+            return list(client.iter_purchases(updated_gte=since))
 
-    def secret_leaks(self) -> list[str]:
-        """Where the client secret shows: any CLI output, any log, any text in the audit file."""
-        places = [" ".join(o.args) for o in self.outputs if self.secret in o.output]
-        for path in sorted(self.logs.iterdir()):
-            if path.is_file() and self.secret.encode() in path.read_bytes():
-                places.append(str(path.name))
-        if self.audit_path.exists():
-            from benchmarks.reliability.tally import audit_text_hits
+    def close_packs(self) -> None:
+        """The month's reconciliation as close packs (CSV and HTML), for the secret scan."""
+        month = utc_now().strftime("%Y-%m")
+        for fmt in ("csv", "html"):
+            out = self.reports / f"close-pack-{month}.{fmt}"
+            self.cli("reconcile", "--month", month, "--format", fmt, "--out", str(out))
 
-            places += [f"audit {where}" for where in audit_text_hits(self.audit_path, self.secret)]
-        return places
+    def secret_leaks(self, *, close_packs: bool = True) -> list[str]:
+        """Where the client secret or an issued token shows (``secrets.py``): every command's
+        output, every file of the data folder, ``DAGSTER_HOME`` and the logs, every audit
+        column, every run's event records, the close packs. Call when no run is active."""
+        from benchmarks.reliability.secrets import (
+            Needles,
+            scan_audit,
+            scan_dagster_records,
+            scan_files,
+        )
+
+        if close_packs:
+            self.close_packs()
+        needles = Needles(self.secret, set(self.tokens))
+        places = [
+            f"{kind} in the output of `{' '.join(o.args)}`"
+            for o in self.outputs
+            for kind in needles.found_in(o.output)
+        ]
+        places += scan_files(needles, [self.logs, self.data, self.dagster_home, self.reports])
+        places += scan_audit(needles, self.audit_path)
+        places += scan_dagster_records(needles, self.dagster_home)
+        places += self.found_elsewhere
+        found = sorted(set(places))
+        SCANS.append(Scan(self.root.name, len(needles.tokens), len(self.outputs), found))
+        return found
+
+
+def _order_metadata(outcome: Outcome) -> dict[str, Any] | None:
+    """The order intake's metadata in a ``run --format json`` summary (None when absent)."""
+    import json
+
+    try:
+        assets = json.loads(outcome.stdout)["assets"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    found = assets.get("erp_sales_orders") if isinstance(assets, dict) else None
+    return found if isinstance(found, dict) else None
 
 
 def handled_purchases(outcome: Outcome) -> int | None:
     """How many purchases a ``run --format json`` handled (None when it says nothing)."""
-    import json
-
+    metadata = _order_metadata(outcome)
     try:
-        summary = json.loads(outcome.stdout)
-        return int(summary["assets"]["portal_orders"]["purchases"])
-    except (ValueError, KeyError, TypeError):
+        return int(metadata["received"]) if metadata is not None else None
+    except (KeyError, TypeError, ValueError):
         return None
+
+
+def more_waiting(outcome: Outcome) -> bool:
+    """Whether the run says it left purchases for the next one (a full batch)."""
+    metadata = _order_metadata(outcome)
+    if metadata is not None and "more_waiting" in metadata:
+        return bool(metadata["more_waiting"])
+    handled = handled_purchases(outcome)
+    return handled is not None and handled >= FULL_BATCH
 
 
 def utc_now() -> dt.datetime:

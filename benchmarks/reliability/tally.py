@@ -9,6 +9,7 @@ are matched to the queue by their content (the exception holds the purchase as r
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections import Counter
 from collections.abc import Iterable
@@ -51,7 +52,9 @@ def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
 
 
-def take_snapshot(sandbox: Any) -> Snapshot:
+def take_snapshot(sandbox: Any, since: dt.datetime | None = None) -> Snapshot:
+    """The systems now; with ``since``, only the portal purchases changed since then (a
+    trial's own orders, without reading every earlier trial's again)."""
     from b2b_pipeline.connectors.audit.store import AuditStore
     from b2b_pipeline.connectors.erp.gateway import ErpGateway
     from b2b_pipeline.connectors.sparklayer import purchases as wire
@@ -80,7 +83,7 @@ def take_snapshot(sandbox: Any) -> Snapshot:
         filtered = set(tracking.loc[tracking["outcome"] == "filtered", "portal_order_id"])
 
     live, ids, written = set(), set(), set()
-    for purchase in sandbox.portal_purchases():
+    for purchase in sandbox.portal_purchases(since):
         pid = wire.purchase_id(purchase)
         if pid is None:
             continue

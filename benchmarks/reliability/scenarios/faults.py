@@ -1,7 +1,8 @@
 """Injected portal faults at 20% of calls: 5xx, 429, 409, lost responses, latency, bad bodies.
 
 One row per kind of fault, and one with every kind together (20% of calls in all; ``--quick``
-runs that one and the one that tests idempotency hardest: lost responses). The rows
+runs that one and the one that tests idempotency hardest: lost responses; ``Plan.fault_rows``
+chooses). The rows
 share one sandbox; each places its own orders and is counted on them: plain runs go on while
 the fault is on (as the schedules would keep starting them: at most three), then the fault
 stops and the next runs recover. The simulator injects 5xx, 409 (writes only) and malformed
@@ -20,7 +21,7 @@ from random import Random
 from typing import Any
 
 from benchmarks.reliability.plan import Plan
-from benchmarks.reliability.proxy import PortalProxy, ProxyFaults
+from benchmarks.reliability.proxy import ProxyFaults
 from benchmarks.reliability.report import Row
 from benchmarks.reliability.sandbox import Sandbox
 from benchmarks.reliability.tally import count, take_snapshot
@@ -68,7 +69,7 @@ def run_one(plan: Plan, sandbox: Sandbox, fault: Fault, rng: Random) -> Row:
     ids = sandbox.place_orders(plan.fault_orders, rng)
     # A few quotes too: filtered, not posted, under faults as without.
     ids += sandbox.place_orders(max(plan.fault_orders // 50, 2), rng, types=("quote",))
-    proxy = PortalProxy(sandbox.sim_url, fault.proxy) if fault.proxy else None
+    proxy = sandbox.proxy(faults=fault.proxy) if fault.proxy else None
     failed = 0
     with proxy if proxy is not None else contextlib.nullcontext():
         if proxy is not None:
@@ -82,11 +83,10 @@ def run_one(plan: Plan, sandbox: Sandbox, fault: Fault, rng: Random) -> Row:
                     break
         finally:
             sandbox.faults()
-            sandbox.portal_url = sandbox.sim_url
+            sandbox.portal_url = sandbox.tap_url
     during = count(take_snapshot(sandbox), ids)
     recovered, _ = sandbox.recover()
     counts = count(take_snapshot(sandbox), ids)
-    leaks = sandbox.secret_leaks()
     row.counts = counts
     row.recovered = int(recovered and counts.lost == 0 and counts.duplicates == 0)
     row.seconds = time.monotonic() - started
@@ -100,20 +100,18 @@ def run_one(plan: Plan, sandbox: Sandbox, fault: Fault, rng: Random) -> Row:
         row.notes.append(f"{counts.write_back_pending} ERP numbers not written back")
     if counts.queued:
         row.notes.append(f"{counts.queued} orders queued (a fault filed as an exception?)")
-    if leaks:
-        row.notes.append(f"the client secret appears in: {', '.join(leaks)}")
-        row.failed = True
     return row
-
-
-QUICK = ("timeouts at 20%", "all of these")
 
 
 def run(plan: Plan) -> list[Row]:
     rng = Random(plan.seed)
-    chosen = [
-        f for f in faults(plan.seed) if not plan.quick or any(f.name.startswith(q) for q in QUICK)
-    ]
+    wanted = plan.fault_rows
+    chosen = [f for f in faults(plan.seed) if not wanted or f.name.startswith(wanted)]
     with Sandbox("faults") as sandbox:
         sandbox.prepare()
-        return [run_one(plan, sandbox, fault, rng) for fault in chosen]
+        rows = [run_one(plan, sandbox, fault, rng) for fault in chosen]
+        leaks = sandbox.secret_leaks()  # once, over every row's runs
+    if leaks:
+        rows[-1].notes.append(f"secrets found: {', '.join(leaks)}")
+        rows[-1].failed = True
+    return rows

@@ -19,7 +19,7 @@ from typing import Any
 
 from benchmarks.reliability.hostile import generate
 from benchmarks.reliability.plan import Plan
-from benchmarks.reliability.proxy import HostilePortal, PortalProxy, served_id
+from benchmarks.reliability.proxy import HostilePortal, served_id
 from benchmarks.reliability.report import Row
 from benchmarks.reliability.sandbox import FULL_BATCH, Sandbox
 from benchmarks.reliability.tally import Counts, Snapshot, canonical, count, take_snapshot
@@ -74,10 +74,10 @@ def run(plan: Plan) -> list[Row]:
             start=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=30),
         )
         portal = HostilePortal(entries)
-        with PortalProxy(sandbox.sim_url, hostile=portal) as proxy:
+        with sandbox.proxy(hostile=portal) as proxy:
             sandbox.portal_url = proxy.url
             recovered, outcomes = sandbox.recover(max_runs=plan.hostile_purchases // FULL_BATCH + 3)
-            sandbox.portal_url = sandbox.sim_url
+            sandbox.portal_url = sandbox.tap_url
         failures = [
             o.stderr.strip().splitlines()[-1] for o in outcomes if o.returncode and o.stderr
         ]

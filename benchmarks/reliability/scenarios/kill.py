@@ -1,21 +1,45 @@
 """``kill -9`` of a run at a random moment of a 1,000-order intake, then plain runs.
 
 One sandbox for every trial: each trial places a fresh batch of orders, starts ``b2b-pipeline
-run``, kills its process group with SIGKILL after a random delay drawn over the length of an
-uninterrupted run (measured first, on a batch of the same size), then lets the next runs do
-what the schedules would. Each trial is counted on its own orders; the notes say where the
-kills landed (before any order of the batch reached the ERP, part way, or after all of it).
+run``, kills its process group with SIGKILL at a random moment, then lets the next runs do
+what the schedules would. Each trial is counted on its own orders.
+
+Trials come in chains of ``plan.kill_chain``: the run after a kill is the next trial's run,
+killed in its turn (as the schedule would start it, on the new orders and whatever the killed
+one left), and after the last kill of a chain plain runs follow until nothing is left; every
+trial of the chain is then counted. A chain of one is a kill followed by plain runs. Chains
+keep 30 kills of a 1,000-order intake inside the suite's time bound, and make the recovery
+harder, not easier: a recovery run can itself be killed.
+
+Where the kills land matters more than how many there are: a run spends its first seconds
+starting up and syncing master data, and the moments that can duplicate or lose an order come
+after the ERP commit (the write-back of ERP numbers to the portal, the tracking, the cursor).
+So an uninterrupted run of the same size is measured first, with the moment its orders reached
+the ERP, and each kill is drawn uniformly from half way to that moment until the end of the
+run. The notes say where the kills landed, read from the systems right after each kill: before
+the ERP commit, after it with the write-back not started, part way through the write-back,
+or after all of it (the tracking, audit and cursor steps).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import threading
 import time
 from random import Random
 
 from benchmarks.reliability.plan import Plan
 from benchmarks.reliability.report import Row
-from benchmarks.reliability.sandbox import Sandbox
+from benchmarks.reliability.sandbox import Outcome, Sandbox, utc_now
 from benchmarks.reliability.tally import all_duplicates, all_lost, count, take_snapshot
+
+LANDINGS = (
+    "before the ERP commit",
+    "after the ERP commit, before the write-back",
+    "part way through the write-back",
+    "after the write-back",
+    "after the run had ended",
+)
 
 
 def _erp_refs(sandbox: Sandbox) -> set[str]:
@@ -28,37 +52,91 @@ def _erp_refs(sandbox: Sandbox) -> set[str]:
         erp.dispose()
 
 
+def _written_back(sandbox: Sandbox, ids: set[str], since: dt.datetime) -> int:
+    """How many of ``ids`` carry their ERP order number on the portal."""
+    from b2b_pipeline.connectors.sparklayer import purchases as wire
+
+    return sum(
+        1
+        for p in sandbox.portal_purchases(since)
+        if wire.purchase_id(p) in ids and wire.internal_id(p)
+    )
+
+
+def _landing(sandbox: Sandbox, killed: Outcome, batch: set[str], since: dt.datetime) -> str:
+    """Where a kill landed for its batch, read from the ERP and the portal right after it."""
+    if killed.returncode >= 0:
+        return "after the run had ended"
+    posted = len(_erp_refs(sandbox) & batch)
+    if posted == 0:
+        return "before the ERP commit"
+    written = _written_back(sandbox, batch, since)
+    if written == 0:
+        return "after the ERP commit, before the write-back"
+    if written < posted:
+        return "part way through the write-back"
+    return "after the write-back"
+
+
+def _calibrate(sandbox: Sandbox, ids: list[str]) -> tuple[float, float]:
+    """(seconds until the batch reached the ERP, seconds of the whole run) for one run."""
+    wanted = set(ids)
+    committed: list[float] = []
+    stop = threading.Event()
+    started = time.monotonic()
+
+    def watch() -> None:
+        while not stop.is_set() and not committed:
+            try:
+                if _erp_refs(sandbox) & wanted:
+                    committed.append(time.monotonic() - started)
+            except Exception:  # the ERP is being written: look again
+                pass
+            stop.wait(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    outcome = sandbox.run()
+    stop.set()
+    watcher.join(10)
+    span = outcome.seconds if outcome.returncode == 0 else 15.0
+    return (committed[0] if committed else span / 2), span
+
+
 def run(plan: Plan) -> list[Row]:
     rng = Random(plan.seed)
     row = Row(f"kill -9 during a {plan.orders:,}-order intake")
     started = time.monotonic()
-    landed = {"before the ERP commit": 0, "part way through posting": 0, "after posting": 0}
+    landed = dict.fromkeys(LANDINGS, 0)
     with Sandbox("kill") as sandbox:
         sandbox.prepare()
-        sandbox.place_orders(plan.orders, rng)
-        calibration = sandbox.run()
-        span = calibration.seconds if calibration.returncode == 0 else 15.0
-        row.notes.append(f"an uninterrupted run of {plan.orders:,} orders took {span:.1f} s")
-        for _ in range(plan.kill_trials):
-            ids = sandbox.place_orders(plan.orders, rng)
-            running = sandbox.start("run", "--format", "json")
-            time.sleep(rng.uniform(0.2, span))
-            running.kill9()
-            killed = running.wait()
-            posted_before = len(_erp_refs(sandbox) & set(ids))
-            if killed.returncode >= 0:
-                landed["after posting"] += 1  # the run had finished before the signal
-            elif posted_before == 0:
-                landed["before the ERP commit"] += 1
-            elif posted_before < len(ids):
-                landed["part way through posting"] += 1
-            else:
-                landed["after posting"] += 1
+        commit_at, span = _calibrate(sandbox, sandbox.place_orders(plan.orders, rng))
+        row.notes.append(
+            f"an uninterrupted run of {plan.orders:,} orders took {span:.1f} s, its orders "
+            f"reached the ERP after {commit_at:.1f} s; kills drawn from {commit_at / 2:.1f} s "
+            f"to {span:.1f} s"
+        )
+        trials_left = plan.kill_trials
+        while trials_left:
+            chain = min(plan.kill_chain, trials_left)
+            trials_left -= chain
+            # A minute of margin: the chain's orders are all changed after this.
+            since = utc_now() - dt.timedelta(minutes=1)
+            batches = []
+            for _ in range(chain):
+                ids = sandbox.place_orders(plan.orders, rng)
+                batches.append(ids)
+                running = sandbox.start("run", "--format", "json")
+                time.sleep(rng.uniform(commit_at / 2, span))
+                running.kill9()
+                landed[_landing(sandbox, running.wait(), set(ids), since)] += 1
             recovered, outcomes = sandbox.recover()
-            counts = count(take_snapshot(sandbox), ids)
-            row.trials += 1
-            row.counts.add(counts)
-            row.recovered += int(recovered and counts.lost == 0 and counts.duplicates == 0)
+            snapshot = take_snapshot(sandbox, since)
+            for ids in batches:
+                counts = count(snapshot, ids)
+                row.trials += 1
+                row.counts.add(counts)
+                row.recovered += int(recovered and counts.lost == 0 and counts.duplicates == 0)
             if not recovered:
                 row.notes.append(f"recovery failed: {outcomes[-1].stderr.strip()[-300:]}")
         snapshot = take_snapshot(sandbox)
