@@ -10,7 +10,6 @@ endpoints are in ``test_simulator_purchases.py``; price lists and the portal's p
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -618,7 +617,7 @@ def _fault_run(api: PortalApi, seed: int) -> list[tuple[int, bool]]:
         try:
             response.json()
             parsed = True
-        except json.JSONDecodeError:
+        except requests.JSONDecodeError:  # whichever JSON parser requests uses
             parsed = False
         outcomes.append((response.status_code, parsed))
     return outcomes

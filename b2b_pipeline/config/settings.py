@@ -32,7 +32,7 @@ class ConfigurationError(ValueError):
     """An environment variable holds a value the pipeline cannot use (message: one line)."""
 
 
-def _positive_number(name: str, default: float) -> float:
+def _positive_number(name: str, default: float, unit: str = "requests per second") -> float:
     raw = os.environ.get(name)
     if not raw:
         return default
@@ -41,13 +41,25 @@ def _positive_number(name: str, default: float) -> float:
     except ValueError:
         value = float("nan")
     if not value > 0 or value == float("inf"):
-        raise ConfigurationError(
-            f"{name} must be a positive number (requests per second), not {raw[:40]!r}"
-        )
+        raise ConfigurationError(f"{name} must be a positive number ({unit}), not {raw[:40]!r}")
     return value
 
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+DEFAULT_ORDER_SENSOR_SECONDS = 30
+# Below this a tick (one purchase-list page) would use a noticeable share of the portal's
+# rate limit for nothing.
+MIN_ORDER_SENSOR_SECONDS = 5
+
+
+def order_sensor_seconds() -> int:
+    """How often the order sensor looks for new purchases: ``B2B_ORDER_SENSOR_SECONDS``
+    (default 30, at least 5), read when the definitions load."""
+    seconds = _positive_number(
+        "B2B_ORDER_SENSOR_SECONDS", DEFAULT_ORDER_SENSOR_SECONDS, unit="seconds"
+    )
+    return max(MIN_ORDER_SENSOR_SECONDS, round(seconds))
 
 
 def project_root() -> Path | None:

@@ -16,7 +16,6 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-import duckdb
 import numpy as np
 import pandas as pd
 
@@ -33,6 +32,7 @@ from b2b_pipeline.domain.schemas.master_data import (
     sku_in_catalogue,
     validate_extract,
 )
+from b2b_pipeline.duckdb_instance import scratch
 
 # SKUs per PATCH /api/v1/price-lists/{slug}/pricing (contracts/sparklayer-api.md §3).
 PRICING_BATCH_SIZE = 500
@@ -286,7 +286,7 @@ def effective_price_list_items(
     is_child = items["price_list_code"].isin(children["code"]).to_numpy()
     if not is_child.any():
         return items.reset_index(drop=True)
-    with duckdb.connect() as connection:
+    with scratch() as connection:
         connection.register("raw_items", items)
         connection.register("children", children)
         effective = connection.execute(f"WITH {_EFFECTIVE_CTES} SELECT * FROM effective").df()
@@ -420,7 +420,7 @@ def price_changes(
         # Left out on both sides: not sent, and not removed from the portal either.
         erp = _without(erp, "price_list_code", held_back)
         portal = _without(portal, "price_list_slug", held_back)
-    with duckdb.connect() as connection:
+    with scratch() as connection:
         # Registered, not copied: DuckDB scans the pandas columns in place.
         connection.register("portal_items", portal)
         if children.empty:

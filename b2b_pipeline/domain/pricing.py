@@ -25,9 +25,10 @@ from __future__ import annotations
 
 from typing import TypeVar, overload
 
-import duckdb
 import numpy as np
 import pandas as pd
+
+from b2b_pipeline.duckdb_instance import scratch
 
 RESOLVED_PRICE_COLUMNS = ["line_key", "list_price", "source_list", "erp_unit_price"]
 
@@ -172,8 +173,7 @@ def resolve_unit_prices(
                 "unit_price": items["unit_price"].to_numpy(dtype="float64"),
             }
         )
-        connection = duckdb.connect(":memory:")
-        try:
+        with scratch() as connection:
             connection.register("lines", probe)
             connection.register(
                 "accounts",
@@ -181,8 +181,6 @@ def resolve_unit_prices(
             )
             connection.register("items", breaks)
             found = connection.sql(_RESOLVE_SQL).fetchnumpy()
-        finally:
-            connection.close()
         # The query returns lines in no particular order: scatter back by position.
         positions = np.asarray(found["line_pos"], dtype="int64")
         own_price[positions] = _as_float(found["own_price"])

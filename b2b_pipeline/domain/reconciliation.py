@@ -63,8 +63,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
 
-import duckdb
 import pandas as pd
+
+from b2b_pipeline.duckdb_instance import scratch
 
 #: Largest accepted gross difference per order, in the order's currency (mapping file's
 #: ``price_tolerance``).
@@ -226,8 +227,7 @@ def reconcile_month(
     ``reconciliation_lines`` rows of ``month`` only, sorted by account and order.
     """
     start, end = month_bounds(month)
-    con = duckdb.connect()
-    try:
+    with scratch() as con:
         con.register("portal_in", _portal_input(portal_orders))
         con.register("erp_in", _erp_input(erp_orders))
         con.register("exceptions_in", _exceptions_input(open_exceptions))
@@ -241,19 +241,14 @@ def reconcile_month(
             _LINES_SQL,
             {"month": month, "tolerance": float(tolerance) + _FLOAT_SLACK},
         ).df()
-    finally:
-        con.close()
     return _typed_lines(month, lines)
 
 
 def summarise(lines: pd.DataFrame) -> pd.DataFrame:
     """Per month, account and currency: counts and money (``v_month_end_reconciliation``)."""
-    con = duckdb.connect()
-    try:
+    with scratch() as con:
         con.register("reconciliation_lines", _lines_input(lines))
         summary = con.execute(MONTH_END_SUMMARY_SQL).df()
-    finally:
-        con.close()
     counts = [
         "portal_orders",
         "erp_orders",

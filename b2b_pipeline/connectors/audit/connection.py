@@ -2,8 +2,10 @@
 
 DuckDB lets one process write a database file at a time, and a read-only process also holds a
 lock that excludes a writer. Several Dagster runs, the CLI and the UI share the audit file, so
-every operation opens a connection, does its work in one transaction and closes it, and a lock
-held by another process is waited out with bounded exponential backoff and jitter. A conflicting
+every operation attaches the file to the process's DuckDB instance, does its work in one
+transaction and detaches it (which releases the lock as closing a connection does, for a tenth
+of the cost: ``duckdb_instance.py``), and a lock held by another process is waited out with
+bounded exponential backoff and jitter. A conflicting
 write from another thread of the same process (DuckDB's optimistic concurrency) is retried the
 same way: the transaction rolled back, so running the whole operation again loses nothing.
 
@@ -14,9 +16,11 @@ file in turn can otherwise end up with two database instances writing it at once
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -28,6 +32,8 @@ from tenacity import (
     stop_after_delay,
     wait_random_exponential,
 )
+
+from b2b_pipeline import duckdb_instance
 
 logger = logging.getLogger(__name__)
 
@@ -93,9 +99,7 @@ def run_with_lock_retry(
 
 
 def _run_once(database: Path, work: Callable[[duckdb.DuckDBPyConnection], T], read_only: bool) -> T:
-    connection = _connect(database, read_only)
-    try:
-        connection.execute("SET TimeZone = 'UTC'")
+    with _opened(database, read_only) as connection:
         if read_only:
             return work(connection)
         connection.begin()
@@ -106,17 +110,63 @@ def _run_once(database: Path, work: Callable[[duckdb.DuckDBPyConnection], T], re
             connection.rollback()
             raise
         return result
+
+
+@contextmanager
+def _opened(database: Path, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The file attached to the process's DuckDB instance for one operation, then detached.
+
+    Attaching costs a few milliseconds where starting an instance with ``duckdb.connect``
+    costs 25-30 (``duckdb_instance.py``); detaching releases the file lock as closing did.
+    A file that this process already holds open through a connection of its own (a test, a
+    finance user's session in the same interpreter) cannot be attached a second time: that
+    connection's instance is shared instead, as ``duckdb.connect`` does.
+    """
+    alias = _alias(database)
+    read_only = read_only and database.exists()  # a new file is created by a writable attach
+    cursor = duckdb_instance.cursor()
+    try:
+        cursor.execute(
+            f"ATTACH {_quoted(database)} AS {alias}" + (" (READ_ONLY)" if read_only else "")
+        )
+    except duckdb.Error as error:
+        cursor.close()
+        if "Unique file handle conflict" not in str(error):
+            raise
+        yield from _shared(database)
+        return
+    try:
+        cursor.execute(f"USE {alias}")
+        yield cursor
+    finally:
+        _detach(cursor, alias)
+
+
+def _detach(cursor: duckdb.DuckDBPyConnection, alias: str) -> None:
+    try:
+        cursor.execute("USE memory")
+        cursor.execute(f"DETACH {alias}")
+    except duckdb.Error:
+        # Still attached means still locked for every other process: close the instance.
+        logger.exception("could not detach %s; closing this process's DuckDB instance", alias)
+        duckdb_instance.discard()
+    finally:
+        cursor.close()
+
+
+def _shared(database: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    connection = duckdb.connect(str(database))
+    try:
+        connection.execute("SET TimeZone = 'UTC'")
+        yield connection
     finally:
         connection.close()
 
 
-def _connect(database: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
-    if read_only and database.exists():
-        try:
-            return duckdb.connect(str(database), read_only=True)
-        except duckdb.ConnectionException as error:
-            # This process already holds the file open for writing (another thread's
-            # operation): DuckDB refuses a second configuration, so share the writable one.
-            if "different configuration" not in str(error):
-                raise
-    return duckdb.connect(str(database))
+def _alias(database: Path) -> str:
+    # One name per file: the in-process lock lets one operation at a time attach it.
+    return "audit_" + hashlib.sha1(str(database.resolve()).encode()).hexdigest()[:16]
+
+
+def _quoted(database: Path) -> str:
+    return "'" + str(database).replace("'", "''") + "'"

@@ -1,4 +1,5 @@
-"""The order sensor: every 30 s, one run for whatever is new, never one run per order.
+"""The order sensor: every 30 s (``B2B_ORDER_SENSOR_SECONDS``), one run for whatever is new,
+never one run per order.
 
 A tick reads one page of the portal's newest-first purchase list (``portal_activity``) and the
 durable order cursor, and requests one ``order_intake_job`` run whose typed configuration
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pandas as pd
 
+from b2b_pipeline.config.settings import order_sensor_seconds
 from b2b_pipeline.defs.orders.assets import (
     ERP_SALES_ORDERS,
     MORE_WAITING,
@@ -77,7 +79,7 @@ def _last_run_left_work(context: dg.SensorEvaluationContext) -> str | None:
 
 @dg.sensor(
     job=order_intake_job,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=order_sensor_seconds(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Asks SparkLayer for purchases changed since the last request and starts one "
     "order intake run for the lot. The run reads from the durable order cursor, so a failed "
