@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
         "--ci", action="store_true", help="the pytest test's size (every scenario, smallest)"
     )
     parser.add_argument("--lanes", type=int, help="scenarios run side by side (default 2)")
+    parser.add_argument(
+        "--daemon-trials", type=int, help="kill -9 trials under dg dev (full suite: 6)"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
     parser.add_argument("--keep", action="store_true", help="keep each sandbox (logs, data)")
@@ -42,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         plan, size = Plan.full(args.seed), "full"
     if args.lanes:
         plan = dataclasses.replace(plan, lanes=args.lanes)
+    if args.daemon_trials:
+        plan = dataclasses.replace(plan, daemon_trials=args.daemon_trials)
     started = time.monotonic()
     rows = run_suite(plan, args.only)
     table = render(rows)

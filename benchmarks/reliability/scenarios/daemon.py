@@ -20,7 +20,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
+import statistics
 import time
 from collections import Counter
 from random import Random
@@ -118,7 +120,7 @@ def _settled(sandbox: Sandbox, dev: Any, ids: list[str], deadline: float) -> Cou
                 counts = count(take_snapshot(sandbox), ids)
                 if counts.lost == 0 and not _in_flight(dev):
                     return counts
-        time.sleep(3)
+        time.sleep(1)
     return count(take_snapshot(sandbox), ids)
 
 
@@ -138,6 +140,16 @@ def graphql_leaks(sandbox: Sandbox, dev: Any) -> list[str]:
     return places
 
 
+def _poll_every(sandbox: Sandbox, seconds: int) -> None:
+    """The shipped dagster.yaml with run monitoring polling every ``seconds``."""
+    path = sandbox.dagster_home / "dagster.yaml"
+    shipped = path.read_text()
+    changed = re.sub(r"poll_interval_seconds: \d+", f"poll_interval_seconds: {seconds}", shipped)
+    if changed == shipped:
+        raise RuntimeError("the shipped dagster.yaml has no run monitoring poll interval")
+    path.write_text(changed)
+
+
 def run(plan: Plan) -> list[Row]:
     from benchmarks.dg_dev import BIN, DgDev
 
@@ -146,17 +158,22 @@ def run(plan: Plan) -> list[Row]:
     started = time.monotonic()
     with Sandbox("daemon") as sandbox:
         sandbox.prepare()
-        env = sandbox.env(VIRTUAL_ENV=str(BIN.parent))  # dg checks it runs in the venv
+        _poll_every(sandbox, plan.daemon_interval_s)
+        env = sandbox.env(
+            VIRTUAL_ENV=str(BIN.parent),  # dg checks it runs in the venv
+            B2B_ORDER_SENSOR_SECONDS=str(plan.daemon_interval_s),
+        )
         with DgDev(env, sandbox.logs / "dg-dev.log") as dev:
             known = {run["runId"] for run in _runs(dev)}
             span = 0.0
             runs_seen = 0
+            settled: list[float] = []
             for trial in range(plan.daemon_trials + 1):
                 ids = sandbox.place_orders(plan.orders, rng)
-                # The sensor ticks every 30 s; a run that misses its start is a finding.
-                begun = _wait_for_new_run(dev, known, time.monotonic() + 120)
+                # A run the sensor does not start within a few ticks is a finding.
+                begun = _wait_for_new_run(dev, known, time.monotonic() + 60)
                 if begun is None:
-                    row.notes.append(f"trial {trial}: the sensor started no run in 120 s")
+                    row.notes.append(f"trial {trial}: the sensor started no run in 60 s")
                     row.trials += trial > 0
                     continue
                 known.add(begun["runId"])
@@ -193,7 +210,7 @@ def run(plan: Plan) -> list[Row]:
                         f"posted nor queued {after:.0f} s after the kill, no manual action"
                     )
                 else:
-                    row.notes.append(f"trial {trial}: settled {after:.0f} s after the kill")
+                    settled.append(after)
                 fresh = [r for r in _runs(dev) if r["runId"] not in known]
                 runs_seen += len(fresh)
                 known |= {r["runId"] for r in fresh}
@@ -201,6 +218,13 @@ def run(plan: Plan) -> list[Row]:
             sandbox.found_elsewhere += graphql_leaks(sandbox, dev)
         leaks = sandbox.secret_leaks()
     row.seconds = time.monotonic() - started
+    if settled:
+        row.notes.append(
+            f"{len(settled)} trials settled with nobody acting, "
+            f"{min(settled):.0f}-{max(settled):.0f} s after the kill "
+            f"(median {statistics.median(settled):.0f} s); sensor and run monitoring every "
+            f"{plan.daemon_interval_s} s"
+        )
     row.notes.append(f"intake runs under dg dev, by status: {dict(ended)}")
     if leaks:
         row.notes.append(f"secrets found: {', '.join(leaks[:5])}")
