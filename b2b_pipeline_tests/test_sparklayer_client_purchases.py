@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+import pandas as pd
 import pytest
 import requests
 
@@ -563,3 +564,31 @@ def test_an_erp_number_already_on_another_purchase_raises_at_once(
 
     assert clash.value.already_exists and not clash.value.retryable
     assert purchase_calls(sim) == [("GET", 200), ("PUT", 409)]  # no re-read: it cannot help
+
+
+def test_one_purchase_dated_out_of_order_does_not_end_the_walk_early() -> None:
+    """Regression (reliability suite, 10,000 hostile purchases): an entry whose time is far
+    older than its place in the list stopped the walk at its page, and the 4,000 purchases
+    further down the window were never read by any run."""
+    from b2b_pipeline.connectors.sparklayer.client import PurchaseWindow, _PurchaseReader
+
+    start = datetime(2026, 12, 3, 10, 0)
+    entries = [
+        {
+            "purchase_identifiers": {"sparklayer": f"p-{n:03d}"},
+            "dates": {"updated_at": (start + timedelta(seconds=n)).isoformat() + "Z"},
+        }
+        for n in range(60)
+    ][::-1]  # newest first, as the portal lists them
+    entries[4]["dates"]["updated_at"] = "2001-01-01T00:00:00Z"  # damaged, on the first page
+    fetched: list[int] = []
+
+    def fetch(offset: int) -> list[Any]:
+        fetched.append(offset)
+        return entries[offset : offset + 10]
+
+    window = PurchaseWindow(updated_gte=pd.Timestamp(start + timedelta(seconds=20), tz="UTC"))
+    read = ids(list(_PurchaseReader(fetch, 10, window).read()))
+
+    assert read == [f"p-{n:03d}" for n in range(59, 19, -1) if n != 55]
+    assert len(fetched) <= 6  # it still stops once the list has gone below the window
