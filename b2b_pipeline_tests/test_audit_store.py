@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import subprocess
+import sys
 import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -705,3 +707,43 @@ def test_export_writes_every_table_as_parquet(audit: AuditStore, tmp_path: Path)
     exceptions = pd.read_parquet(tmp_path / "warehouse" / "exceptions.parquet")
     assert events["hash"].tolist() == audit.events()["hash"].tolist()
     assert exceptions["entity_key"].tolist() == ["P1"]
+
+
+def test_after_each_operation_another_process_may_open_the_file_for_writing(
+    audit: AuditStore,
+) -> None:
+    # The store attaches the file to this process's DuckDB instance for one operation only;
+    # the instance stays alive, the file's lock must not.
+    audit.append_events(order_events(3))
+    assert len(audit.events()) == 3
+    other = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, duckdb; c = duckdb.connect(sys.argv[1]); "
+            "c.execute('CREATE TABLE other_process_was_here AS SELECT 1 AS x'); c.close()",
+            str(audit.path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert other.returncode == 0, other.stderr
+    audit.append_events(order_events(2, first=3))
+    assert audit.verify().ok
+
+
+def test_a_file_this_process_already_holds_open_is_shared_not_refused(
+    audit: AuditStore,
+) -> None:
+    # A finance user's own DuckDB session in the same interpreter (a notebook) has the file
+    # open: DuckDB cannot attach it a second time, so the store uses that session's database.
+    audit.append_events(order_events(2))
+    session = duckdb.connect(str(audit.path))
+    try:
+        audit.append_events(order_events(3, first=2))
+        assert audit.events()["entity_key"].tolist() == [f"P{n:05d}" for n in range(5)]
+        assert session.execute("SELECT count(*) FROM audit_events").fetchall() == [(5,)]
+    finally:
+        session.close()
+    assert audit.verify().ok

@@ -212,3 +212,21 @@ def test_under_dagster_the_steps_that_need_the_system_fail_with_that_one_line(
     assert PASSWORD not in log
     started = [e for e in result.all_events if e.event_type_value == "STEP_START"]
     assert len(started) > len(failures)  # the steps that do not need the system still ran
+
+
+def test_an_order_sensor_interval_that_is_not_a_number_is_one_line(systems) -> None:
+    env = {**systems, "B2B_ORDER_SENSOR_SECONDS": "often"}
+    assert "(seconds)" in problem_line(b2b("run", env=env), "B2B_ORDER_SENSOR_SECONDS")
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [(None, 30), ("12", 12), ("2", 5), ("7.6", 8)])
+def test_the_order_sensor_interval_defaults_to_30_s_and_is_never_below_5(
+    monkeypatch: pytest.MonkeyPatch, raw: str | None, seconds: int
+) -> None:
+    from b2b_pipeline.config.settings import order_sensor_seconds
+
+    if raw is None:
+        monkeypatch.delenv("B2B_ORDER_SENSOR_SECONDS", raising=False)
+    else:
+        monkeypatch.setenv("B2B_ORDER_SENSOR_SECONDS", raw)
+    assert order_sensor_seconds() == seconds

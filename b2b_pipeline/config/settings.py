@@ -32,7 +32,7 @@ class ConfigurationError(ValueError):
     """An environment variable holds a value the pipeline cannot use (message: one line)."""
 
 
-def _positive_number(name: str, default: float, unit: str = "requests per second") -> float:
+def _positive_number(name: str, default: float, *, unit: str) -> float:
     raw = os.environ.get(name)
     if not raw:
         return default
@@ -106,6 +106,8 @@ class Settings:
     mappings_path: Path | None = None
     # Client-side pacing of SparkLayer calls; SparkLayer publishes no numeric limit.
     sparklayer_requests_per_second: float = 20.0
+    # How often the order sensor looks for new purchases (read when the definitions load).
+    order_sensor_seconds: int = DEFAULT_ORDER_SENSOR_SECONDS
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -125,5 +127,8 @@ class Settings:
             audit_db=Path(audit),
             alert_webhook_url=env.get("B2B_ALERT_WEBHOOK_URL") or None,
             mappings_path=Path(mappings) if mappings else None,
-            sparklayer_requests_per_second=_positive_number("SPARKLAYER_REQUESTS_PER_SECOND", 20.0),
+            sparklayer_requests_per_second=_positive_number(
+                "SPARKLAYER_REQUESTS_PER_SECOND", 20.0, unit="requests per second"
+            ),
+            order_sensor_seconds=order_sensor_seconds(),
         )
