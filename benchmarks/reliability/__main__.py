@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ci", action="store_true", help="the pytest test's size (every scenario, smallest)"
     )
-    parser.add_argument("--lanes", type=int, help="scenarios run side by side (default 2)")
+    parser.add_argument("--lanes", type=int, help="scenarios run side by side (full suite: 4)")
     parser.add_argument(
         "--daemon-trials", type=int, help="kill -9 trials under dg dev (full suite: 6)"
     )

@@ -13,8 +13,10 @@ class Plan:
     # Orders placed per trial (the intake under test).
     orders: int = 1000
     kill_trials: int = 30
-    # Kills in a row before the plain runs that recover (``scenarios/kill.py``).
-    kill_chain: int = 5
+    # Kills in a row on one intake before the plain runs that recover, and the sandboxes the
+    # trials are spread over (``scenarios/kill.py``).
+    kill_chain: int = 3
+    kill_parts: int = 2
     # Orders per fault row: the rate is what is under test, and every injected failure costs
     # the client's real backoff (0.5 s doubling), so a bigger batch only adds sleep.
     fault_orders: int = 100
@@ -42,10 +44,10 @@ class Plan:
     daemon_trials: int = 6
     daemon_interval_s: int = 5
     daemon_recovery_s: float = 120.0
-    # Scenarios run side by side: most of a fault, outage or dg dev scenario is waiting
-    # (backoff, a held lock, a stopped portal, a sensor tick), so three lanes on two cores
-    # finish sooner without starving the CPU-bound ones (kill, hostile).
-    lanes: int = 3
+    # Scenarios (and their parts) run side by side: most of a fault, outage or dg dev scenario
+    # is waiting (backoff, a held lock, a stopped portal, a sensor tick), so four lanes on two
+    # cores finish sooner without starving the CPU-bound ones (kill, hostile).
+    lanes: int = 4
 
     @classmethod
     def full(cls, seed: int = 7) -> Plan:
@@ -59,6 +61,7 @@ class Plan:
             orders=200,
             kill_trials=4,
             kill_chain=2,
+            kill_parts=1,
             fault_orders=100,
             fault_rows=("timeouts at 20%", "all of these"),
             hostile_purchases=1_500,
@@ -75,6 +78,7 @@ class Plan:
             orders=40,
             kill_trials=2,
             kill_chain=1,
+            kill_parts=1,
             fault_orders=30,
             fault_rows=("all of these",),
             hostile_purchases=300,

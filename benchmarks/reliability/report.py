@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from benchmarks.reliability.tally import Counts
@@ -56,6 +57,32 @@ class Row:
             f"{self.recovered}/{self.trials}",
             f"{self.seconds:.0f} s",
         ]
+
+
+def merged(rows: list[Row]) -> list[Row]:
+    """Rows of the same scenario (parts of one scenario run side by side) as one row: their
+    trials, counts and recoveries added, the longest part's time, every note."""
+    out: dict[str, Row] = {}
+    for row in rows:
+        into = out.get(row.scenario)
+        if into is None:
+            out[row.scenario] = Row(
+                row.scenario,
+                row.trials,
+                dataclasses.replace(row.counts),
+                row.recovered,
+                row.seconds,
+                list(row.notes),
+                row.failed,
+            )
+            continue
+        into.trials += row.trials
+        into.counts.add(row.counts)
+        into.recovered += row.recovered
+        into.seconds = max(into.seconds, row.seconds)
+        into.notes.extend(row.notes)
+        into.failed = into.failed or row.failed
+    return list(out.values())
 
 
 def render(rows: list[Row]) -> str:

@@ -1,8 +1,10 @@
 """Running the scenarios: each one's rows, then the secret scan over every sandbox, as rows of
 one table (``scripts/reliability`` prints it; ``test_reliability_suite.py`` asserts on it).
 
-Scenarios are independent (each has its own sandbox: simulator process, ports, files), so they
-run in ``plan.lanes`` threads side by side; the rows come back in the scenarios' order.
+Scenarios are independent (each has its own sandbox: simulator process, ports, files), and so
+are the parts some of them split into (a fault row, an outage, a share of the kill trials), so
+they run in ``plan.lanes`` threads side by side; the rows come back in the scenarios' order,
+the rows of one scenario's parts merged into one where they share a name.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from benchmarks.reliability.plan import Plan
-from benchmarks.reliability.report import Row
+from benchmarks.reliability.report import Row, merged
 from benchmarks.reliability.sandbox import SCANS
-from benchmarks.reliability.scenarios import FULL_ONLY, SCENARIOS
+from benchmarks.reliability.scenarios import FULL_ONLY, SCENARIOS, Part, parts
 
 # Started first: the longest (kill), then those that mostly wait, so that their waiting
 # overlaps the CPU-bound scenarios started after them.
@@ -28,11 +30,11 @@ def run_suite(plan: Plan, names: Sequence[str] | None = None) -> list[Row]:
     first_scan = len(SCANS)
     chosen = list(names or [n for n in SCENARIOS if not (plan.quick and n in FULL_ONLY)])
 
-    def one(name: str) -> list[Row]:
-        print(f"[{time.monotonic() - started:5.0f} s] {name} …", file=sys.stderr, flush=True)
+    def one(name: str, part: Part, label: str) -> list[Row]:
+        print(f"[{time.monotonic() - started:5.0f} s] {label} …", file=sys.stderr, flush=True)
         began = time.monotonic()
         try:
-            rows = SCENARIOS[name](plan)
+            rows = part()
         # One broken scenario must not hide the others' figures (dg_dev.py exits when dg dev
         # does not come up: SystemExit).
         except (Exception, SystemExit) as error:
@@ -41,16 +43,27 @@ def run_suite(plan: Plan, names: Sequence[str] | None = None) -> list[Row]:
             rows = [failed]
         took = time.monotonic() - began
         print(
-            f"[{time.monotonic() - started:5.0f} s] {name} done in {took:.0f} s",
+            f"[{time.monotonic() - started:5.0f} s] {label} done in {took:.0f} s",
             file=sys.stderr,
             flush=True,
         )
         return rows
 
     order = sorted(chosen, key=lambda n: FIRST.index(n) if n in FIRST else len(FIRST))
+    pieces = {name: parts(name, plan) for name in chosen}
     with ThreadPoolExecutor(max(1, plan.lanes)) as pool:
-        futures = {name: pool.submit(one, name) for name in order}
-        rows = [row for name in chosen for row in futures[name].result()]
+        futures = {
+            name: [
+                pool.submit(one, name, part, f"{name} {i + 1}/{len(pieces[name])}")
+                for i, part in enumerate(pieces[name])
+            ]
+            for name in order
+        }
+        rows = [
+            row
+            for name in chosen
+            for row in merged([r for future in futures[name] for r in future.result()])
+        ]
     rows.append(secret_scan_row(first_scan))
     return rows
 

@@ -2,8 +2,8 @@
 
 One row per kind of fault, and one with every kind together (20% of calls in all; ``--quick``
 runs that one and the one that tests idempotency hardest: lost responses; ``Plan.fault_rows``
-chooses). The rows
-share one sandbox; each places its own orders and is counted on them: plain runs go on while
+chooses). Each row has its own sandbox (so the suite runs them side by side: most of a row is
+the client's backoff), places its own orders and is counted on them: plain runs go on while
 the fault is on (as the schedules would keep starting them: at most three), then the fault
 stops and the next runs recover. The simulator injects 5xx, 409 (writes only) and malformed
 2xx bodies itself
@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from random import Random
 from typing import Any
 
@@ -103,15 +105,24 @@ def run_one(plan: Plan, sandbox: Sandbox, fault: Fault, rng: Random) -> Row:
     return row
 
 
-def run(plan: Plan) -> list[Row]:
-    rng = Random(plan.seed)
-    wanted = plan.fault_rows
-    chosen = [f for f in faults(plan.seed) if not wanted or f.name.startswith(wanted)]
+def _row(plan: Plan, fault: Fault, index: int) -> list[Row]:
+    rng = Random(plan.seed * 100 + index)
     with Sandbox("faults") as sandbox:
         sandbox.prepare()
-        rows = [run_one(plan, sandbox, fault, rng) for fault in chosen]
-        leaks = sandbox.secret_leaks()  # once, over every row's runs
+        row = run_one(plan, sandbox, fault, rng)
+        leaks = sandbox.secret_leaks()
     if leaks:
-        rows[-1].notes.append(f"secrets found: {', '.join(leaks)}")
-        rows[-1].failed = True
-    return rows
+        row.notes.append(f"secrets found: {', '.join(leaks)}")
+        row.failed = True
+    return [row]
+
+
+def parts(plan: Plan) -> list[Callable[[], list[Row]]]:
+    """One part per fault row (``plan.fault_rows`` chooses; all of them by default)."""
+    wanted = plan.fault_rows
+    chosen = [f for f in faults(plan.seed) if not wanted or f.name.startswith(wanted)]
+    return [partial(_row, plan, fault, index) for index, fault in enumerate(chosen)]
+
+
+def run(plan: Plan) -> list[Row]:
+    return [row for part in parts(plan) for row in part()]

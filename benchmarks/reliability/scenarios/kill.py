@@ -4,21 +4,25 @@ One sandbox for every trial: each trial places a fresh batch of orders, starts `
 run``, kills its process group with SIGKILL at a random moment, then lets the next runs do
 what the schedules would. Each trial is counted on its own orders.
 
-Trials come in chains of ``plan.kill_chain``: the run after a kill is the next trial's run,
-killed in its turn (as the schedule would start it, on the new orders and whatever the killed
-one left), and after the last kill of a chain plain runs follow until nothing is left; every
-trial of the chain is then counted. A chain of one is a kill followed by plain runs. Chains
-keep 30 kills of a 1,000-order intake inside the suite's time bound, and make the recovery
-harder, not easier: a recovery run can itself be killed.
+Trials come in chains of ``plan.kill_chain`` on one intake: a fresh batch of orders is placed,
+the run that takes it is killed, then the run after it (as the schedule would start it, on
+whatever the killed one left) is killed in its turn, and so on; after the last kill of a chain
+plain runs follow until nothing is left, and the batch is counted. Every kill is a trial, and
+the kills after the first are the harder ones: a recovery run killed part way through its own
+recovery. Chains keep 30 kills of a 1,000-order intake inside the suite's time bound (each
+order is posted and written back once per chain, not once per kill), and the trials are
+spread over ``plan.kill_parts`` sandboxes that the suite runs side by side.
 
 Where the kills land matters more than how many there are: a run spends its first seconds
 starting up and syncing master data, and the moments that can duplicate or lose an order come
 after the ERP commit (the write-back of ERP numbers to the portal, the tracking, the cursor).
 So an uninterrupted run of the same size is measured first, with the moment its orders reached
-the ERP, and each kill is drawn uniformly from half way to that moment until the end of the
-run. The notes say where the kills landed, read from the systems right after each kill: before
-the ERP commit, after it with the write-back not started, part way through the write-back,
-or after all of it (the tracking, audit and cursor steps).
+the ERP, and the first kill of a chain is drawn uniformly from half way to that moment until
+the end of the run; a later kill from half way to that moment until the end of the work left
+(the write-back of the orders that do not yet carry their ERP number). The notes say where
+the kills landed, read from the systems right after each kill: before the ERP commit, after it
+with the write-back not started, part way through the write-back, or after all of it (the
+tracking, audit and cursor steps).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 from random import Random
 
 from benchmarks.reliability.plan import Plan
@@ -63,19 +69,23 @@ def _written_back(sandbox: Sandbox, ids: set[str], since: dt.datetime) -> int:
     )
 
 
-def _landing(sandbox: Sandbox, killed: Outcome, batch: set[str], since: dt.datetime) -> str:
-    """Where a kill landed for its batch, read from the ERP and the portal right after it."""
+def _landing(
+    sandbox: Sandbox, killed: Outcome, batch: set[str], since: dt.datetime
+) -> tuple[str, float]:
+    """Where a kill landed for its batch, read from the ERP and the portal right after it, and
+    the share of the batch still without its ERP number on the portal."""
     if killed.returncode >= 0:
-        return "after the run had ended"
+        return "after the run had ended", 1.0 - _written_back(sandbox, batch, since) / len(batch)
     posted = len(_erp_refs(sandbox) & batch)
     if posted == 0:
-        return "before the ERP commit"
+        return "before the ERP commit", 1.0
     written = _written_back(sandbox, batch, since)
+    left = 1.0 - written / len(batch)
     if written == 0:
-        return "after the ERP commit, before the write-back"
+        return "after the ERP commit, before the write-back", left
     if written < posted:
-        return "part way through the write-back"
-    return "after the write-back"
+        return "part way through the write-back", left
+    return "after the write-back", left
 
 
 def _calibrate(sandbox: Sandbox, ids: list[str]) -> tuple[float, float]:
@@ -103,40 +113,41 @@ def _calibrate(sandbox: Sandbox, ids: list[str]) -> tuple[float, float]:
     return (committed[0] if committed else span / 2), span
 
 
-def run(plan: Plan) -> list[Row]:
-    rng = Random(plan.seed)
+def _trials(plan: Plan, part: int, trials: int) -> list[Row]:
+    rng = Random(plan.seed * 100 + part)
     row = Row(f"kill -9 during a {plan.orders:,}-order intake")
     started = time.monotonic()
     landed = dict.fromkeys(LANDINGS, 0)
+    intakes = 0
     with Sandbox("kill") as sandbox:
         sandbox.prepare()
         commit_at, span = _calibrate(sandbox, sandbox.place_orders(plan.orders, rng))
         row.notes.append(
-            f"an uninterrupted run of {plan.orders:,} orders took {span:.1f} s, its orders "
-            f"reached the ERP after {commit_at:.1f} s; kills drawn from {commit_at / 2:.1f} s "
-            f"to {span:.1f} s"
+            f"sandbox {part + 1}: an uninterrupted run of {plan.orders:,} orders took "
+            f"{span:.1f} s, its orders reached the ERP after {commit_at:.1f} s; first kills "
+            f"drawn from {commit_at / 2:.1f} s to {span:.1f} s"
         )
-        trials_left = plan.kill_trials
+        trials_left = trials
         while trials_left:
             chain = min(plan.kill_chain, trials_left)
             trials_left -= chain
+            intakes += 1
             # A minute of margin: the chain's orders are all changed after this.
             since = utc_now() - dt.timedelta(minutes=1)
-            batches = []
+            ids = sandbox.place_orders(plan.orders, rng)
+            batch = set(ids)
+            left = 1.0
             for _ in range(chain):
-                ids = sandbox.place_orders(plan.orders, rng)
-                batches.append(ids)
                 running = sandbox.start("run", "--format", "json")
-                time.sleep(rng.uniform(commit_at / 2, span))
+                time.sleep(rng.uniform(commit_at / 2, commit_at + (span - commit_at) * left))
                 running.kill9()
-                landed[_landing(sandbox, running.wait(), set(ids), since)] += 1
+                where, left = _landing(sandbox, running.wait(), batch, since)
+                landed[where] += 1
             recovered, outcomes = sandbox.recover()
-            snapshot = take_snapshot(sandbox, since)
-            for ids in batches:
-                counts = count(snapshot, ids)
-                row.trials += 1
-                row.counts.add(counts)
-                row.recovered += int(recovered and counts.lost == 0 and counts.duplicates == 0)
+            counts = count(take_snapshot(sandbox, since), ids)
+            row.trials += chain
+            row.counts.add(counts)
+            row.recovered += chain * int(recovered and counts.lost == 0 and counts.duplicates == 0)
             if not recovered:
                 row.notes.append(f"recovery failed: {outcomes[-1].stderr.strip()[-300:]}")
         snapshot = take_snapshot(sandbox)
@@ -144,7 +155,8 @@ def run(plan: Plan) -> list[Row]:
         leaks = sandbox.secret_leaks()
     row.seconds = time.monotonic() - started
     row.notes.append(
-        "kills landed " + ", ".join(f"{n} {where}" for where, n in landed.items() if n)
+        f"sandbox {part + 1}: {row.trials} kills on {intakes} intakes of {plan.orders:,} orders; "
+        "landed " + ", ".join(f"{n} {where}" for where, n in landed.items() if n)
     )
     if row.counts.write_back_pending:
         row.notes.append(f"{row.counts.write_back_pending} ERP numbers not written back")
@@ -160,3 +172,16 @@ def run(plan: Plan) -> list[Row]:
         row.notes.append(f"the client secret appears in: {', '.join(leaks)}")
         row.failed = True
     return [row]
+
+
+def parts(plan: Plan) -> list[Callable[[], list[Row]]]:
+    """``plan.kill_trials`` split over ``plan.kill_parts`` sandboxes (the suite merges their
+    rows into one)."""
+    shares = [plan.kill_trials // plan.kill_parts] * plan.kill_parts
+    for extra in range(plan.kill_trials % plan.kill_parts):
+        shares[extra] += 1
+    return [partial(_trials, plan, part, trials) for part, trials in enumerate(shares) if trials]
+
+
+def run(plan: Plan) -> list[Row]:
+    return [row for part in parts(plan) for row in part()]
