@@ -375,12 +375,20 @@ ORDER BY changed.price_list_slug, changed.sku
 """
 
 
-def _frame(df: pd.DataFrame | None, columns: dict[str, str]) -> pd.DataFrame:
-    """The columns the comparison reads, typed; an empty snapshot has the same shape."""
+def _frame(
+    df: pd.DataFrame | None, columns: dict[str, str], *, for_sql: bool = False
+) -> pd.DataFrame:
+    """The columns the comparison reads, typed; an empty snapshot has the same shape.
+
+    ``for_sql``: the frame only goes to DuckDB, so when nothing needs a cast it is handed over
+    whole (with any other columns it has): DuckDB's scan reads only the columns a query names,
+    and selecting them here would copy every one (0.06 s a million rows)."""
     if df is None or df.empty:
         return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in columns.items()})
     # Cast only what differs: copying a million strings costs more than the join.
     casts = {name: dtype for name, dtype in columns.items() if str(df[name].dtype) != dtype}
+    if for_sql and not casts:
+        return df
     frame = df[list(columns)]
     return frame.astype(casts) if casts else frame
 
@@ -408,10 +416,11 @@ def price_changes(
     ``pricing``: the SKU's complete new breaks ``[{"quantity", "price"}]`` by quantity, ``[]``
     for a removed SKU.
     """
-    erp = _frame(erp_items, _ERP_ITEM_COLUMNS)
+    erp = _frame(erp_items, _ERP_ITEM_COLUMNS, for_sql=True)
     portal = _frame(
         portal_items,
         {"price_list_slug": "object", "sku": "object", "quantity": "int64", "price": "float64"},
+        for_sql=True,
     )
     children = _child_lists(erp_price_lists)
     if erp_price_lists is not None:
