@@ -21,7 +21,7 @@ from benchmarks.reliability.scenarios import FULL_ONLY, SCENARIOS, Part, parts
 
 # Started first: the longest (kill), then those that mostly wait, so that their waiting
 # overlaps the CPU-bound scenarios started after them.
-FIRST = ("kill", "daemon", "outages", "faults")
+FIRST = ("kill", "daemon", "outages", "hostile", "faults")
 
 
 def run_suite(plan: Plan, names: Sequence[str] | None = None) -> list[Row]:

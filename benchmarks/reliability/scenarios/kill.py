@@ -127,8 +127,8 @@ def _trials(plan: Plan, part: int, trials: int) -> list[Row]:
             f"{span:.1f} s, its orders reached the ERP after {commit_at:.1f} s; first kills "
             f"drawn from {commit_at / 2:.1f} s to {span:.1f} s"
         )
-        trials_left = trials
-        while trials_left:
+        trials_left, missed = trials, 0
+        while trials_left and missed < trials:
             chain = min(plan.kill_chain, trials_left)
             trials_left -= chain
             intakes += 1
@@ -136,18 +136,28 @@ def _trials(plan: Plan, part: int, trials: int) -> list[Row]:
             since = utc_now() - dt.timedelta(minutes=1)
             ids = sandbox.place_orders(plan.orders, rng)
             batch = set(ids)
-            left = 1.0
-            for _ in range(chain):
+            left, longest = 1.0, span
+            kills = 0
+            # A run that ended before its kill was not killed: not a trial. The next draw is
+            # kept inside that run's length, and at most as many misses as trials are allowed.
+            while kills < chain and missed < trials:
                 running = sandbox.start("run", "--format", "json")
-                time.sleep(rng.uniform(commit_at / 2, commit_at + (span - commit_at) * left))
+                upper = min(longest, commit_at + (span - commit_at) * left)
+                time.sleep(rng.uniform(min(commit_at, upper) / 2, upper))
                 running.kill9()
-                where, left = _landing(sandbox, running.wait(), batch, since)
+                outcome = running.wait()
+                where, left = _landing(sandbox, outcome, batch, since)
+                if where == LANDINGS[-1]:
+                    missed += 1
+                    longest = min(longest, outcome.seconds)
+                    continue
                 landed[where] += 1
+                kills += 1
             recovered, outcomes = sandbox.recover()
             counts = count(take_snapshot(sandbox, since), ids)
-            row.trials += chain
+            row.trials += kills
             row.counts.add(counts)
-            row.recovered += chain * int(recovered and counts.lost == 0 and counts.duplicates == 0)
+            row.recovered += kills * int(recovered and counts.lost == 0 and counts.duplicates == 0)
             if not recovered:
                 row.notes.append(f"recovery failed: {outcomes[-1].stderr.strip()[-300:]}")
         snapshot = take_snapshot(sandbox)
@@ -156,8 +166,13 @@ def _trials(plan: Plan, part: int, trials: int) -> list[Row]:
     row.seconds = time.monotonic() - started
     row.notes.append(
         f"sandbox {part + 1}: {row.trials} kills on {intakes} intakes of {plan.orders:,} orders; "
-        "landed " + ", ".join(f"{n} {where}" for where, n in landed.items() if n)
+        "landed "
+        + ", ".join(f"{n} {where}" for where, n in landed.items() if n)
+        + (f"; {missed} drawn after the run had already ended, drawn again" if missed else "")
     )
+    if row.trials < trials:
+        row.notes.append(f"only {row.trials} of {trials} kills landed while a run was going")
+        row.failed = True
     if row.counts.write_back_pending:
         row.notes.append(f"{row.counts.write_back_pending} ERP numbers not written back")
     if all_duplicates(snapshot) or all_lost(snapshot):
