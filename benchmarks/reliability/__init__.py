@@ -23,8 +23,9 @@ pipeline's own bookkeeping where a system can say:
   what the schedules do; no operator action) ended with nothing lost and a last run that
   exited 0.
 
-- **time**: wall-clock seconds of the scenario (scenarios run side by side in ``plan.lanes``
-  threads, so the times overlap and add up to more than the suite's).
+- **time**: wall-clock seconds of the scenario (scenarios, and the parts some split into, run
+  side by side in ``plan.lanes`` threads, so the times overlap and add up to more than the
+  suite's; a scenario split into parts shows its longest part).
 
 The tampering row counts, in "recovered", the kinds of tampering ``audit verify`` caught; the
 secret-scan row counts there the sandboxes in which neither the client secret nor any token
