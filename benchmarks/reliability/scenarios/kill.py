@@ -18,11 +18,12 @@ starting up and syncing master data, and the moments that can duplicate or lose 
 after the ERP commit (the write-back of ERP numbers to the portal, the tracking, the cursor).
 So an uninterrupted run of the same size is measured first, with the moment its orders reached
 the ERP, and the first kill of a chain is drawn uniformly from half way to that moment until
-the end of the run; a later kill from half way to that moment until the end of the work left
-(the write-back of the orders that do not yet carry their ERP number). The notes say where
-the kills landed, read from the systems right after each kill: before the ERP commit, after it
-with the write-back not started, part way through the write-back, or after all of it (the
-tracking, audit and cursor steps).
+the end of the run (every other chain's from just before that moment to a little after it,
+the few seconds in which the orders are in the ERP and none carries its number); a later kill
+from half way to that moment until the end of the work left (the write-back of the orders
+that do not yet carry their ERP number). The notes say where the kills landed, read from the
+systems right after each kill: before the ERP commit, after it with the write-back not
+started, part way through the write-back, or after all of it (the tracking, audit and cursor steps).
 """
 
 from __future__ import annotations
@@ -143,7 +144,13 @@ def _trials(plan: Plan, part: int, trials: int) -> list[Row]:
             while kills < chain and missed < trials:
                 running = sandbox.start("run", "--format", "json")
                 upper = min(longest, commit_at + (span - commit_at) * left)
-                time.sleep(rng.uniform(min(commit_at, upper) / 2, upper))
+                lower = min(commit_at, upper) / 2
+                if kills == 0 and intakes % 2 == 0:
+                    # Every other intake's first kill is aimed at the ERP commit itself (the
+                    # orders are in the ERP, none carries its number yet): a moment a few
+                    # seconds long that a draw over the whole run seldom hits.
+                    lower, upper = 0.9 * commit_at, commit_at + 0.15 * (span - commit_at)
+                time.sleep(rng.uniform(lower, upper))
                 running.kill9()
                 outcome = running.wait()
                 where, left = _landing(sandbox, outcome, batch, since)
