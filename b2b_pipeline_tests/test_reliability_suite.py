@@ -10,8 +10,8 @@ run, tampering with the audit file, and the secret scan over all of it. Conserva
 counted from the portal and the ERP themselves (``benchmarks/reliability/tally.py``).
 
 Not here, for time: the ``dg dev`` variant of the kill trials (``scripts/reliability --only
-daemon``) and the full sizes (30 kill trials of 1,000 orders, 10,000 hostile purchases, each
-fault kind on its own).
+daemon``) and the full sizes (30 kills on 10 intakes of 1,000 orders, 10,000 hostile purchases,
+each fault kind on its own).
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.reliability.plan import Plan
-from benchmarks.reliability.report import render
+from benchmarks.reliability.report import Row, merged, render
 from benchmarks.reliability.scenarios import FULL_ONLY, SCENARIOS
 from benchmarks.reliability.suite import run_suite
+from benchmarks.reliability.tally import Counts
 
 
 @pytest.mark.slow
@@ -42,3 +43,23 @@ def test_no_scenario_duplicates_loses_needs_a_person_or_leaks_a_secret() -> None
         assert row.counts.lost == 0, table
         assert row.recovered == row.trials, table
         assert row.ok, table  # no secret found, no failed reader, the untouched trail verified
+
+
+def test_the_parts_of_a_scenario_add_up_to_one_row_and_any_failed_part_fails_it() -> None:
+    # The full suite splits the kill trials over two sandboxes run side by side: the table must
+    # show one row with both halves' trials, orders and recoveries, the longer half's time.
+    halves = [
+        Row("kill", 15, Counts(purchases=5000, posted=5000), 15, 470.0, ["sandbox 1"]),
+        Row("fault", 1, Counts(purchases=102, posted=100, filtered=2), 1, 60.0),
+        Row("kill", 15, Counts(purchases=5000, posted=4999, lost=1), 14, 480.0, ["sandbox 2"]),
+    ]
+    kill, fault = merged(halves)
+
+    assert (kill.scenario, fault.scenario) == ("kill", "fault")
+    assert (kill.trials, kill.recovered, kill.seconds) == (30, 29, 480.0)
+    assert (kill.counts.purchases, kill.counts.posted, kill.counts.lost) == (10000, 9999, 1)
+    assert kill.notes == ["sandbox 1", "sandbox 2"]
+    assert not kill.ok and fault.ok
+    assert halves[0].counts.posted == 5000 and halves[0].notes == ["sandbox 1"]  # not changed
+    failed = merged([Row("kill", 1, recovered=1), Row("kill", 1, recovered=1, failed=True)])
+    assert failed[0].failed and not failed[0].ok

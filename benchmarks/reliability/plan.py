@@ -49,6 +49,10 @@ class Plan:
     # cores finish sooner without starving the CPU-bound ones (kill, hostile).
     lanes: int = 4
 
+    def __post_init__(self) -> None:
+        if self.kill_chain < 1 or self.kill_parts < 1 or self.lanes < 1:
+            raise ValueError("kill_chain, kill_parts and lanes must be at least 1")
+
     @classmethod
     def full(cls, seed: int = 7) -> Plan:
         return cls(quick=False, seed=seed)

@@ -105,8 +105,8 @@ def run_one(plan: Plan, sandbox: Sandbox, fault: Fault, rng: Random) -> Row:
     return row
 
 
-def _row(plan: Plan, fault: Fault, index: int) -> list[Row]:
-    rng = Random(plan.seed * 100 + index)
+def _row(plan: Plan, fault: Fault) -> list[Row]:
+    rng = Random(f"{plan.seed}:faults:{fault.name}")
     with Sandbox("faults") as sandbox:
         sandbox.prepare()
         row = run_one(plan, sandbox, fault, rng)
@@ -121,7 +121,7 @@ def parts(plan: Plan) -> list[Callable[[], list[Row]]]:
     """One part per fault row (``plan.fault_rows`` chooses; all of them by default)."""
     wanted = plan.fault_rows
     chosen = [f for f in faults(plan.seed) if not wanted or f.name.startswith(wanted)]
-    return [partial(_row, plan, fault, index) for index, fault in enumerate(chosen)]
+    return [partial(_row, plan, fault) for fault in chosen]
 
 
 def run(plan: Plan) -> list[Row]:

@@ -29,6 +29,7 @@ started, part way through the write-back, or after all of it (the tracking, audi
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -37,7 +38,7 @@ from random import Random
 
 from benchmarks.reliability.plan import Plan
 from benchmarks.reliability.report import Row
-from benchmarks.reliability.sandbox import Outcome, Sandbox, utc_now
+from benchmarks.reliability.sandbox import Sandbox, utc_now
 from benchmarks.reliability.tally import all_duplicates, all_lost, count, take_snapshot
 
 LANDINGS = (
@@ -45,7 +46,6 @@ LANDINGS = (
     "after the ERP commit, before the write-back",
     "part way through the write-back",
     "after the write-back",
-    "after the run had ended",
 )
 
 
@@ -70,13 +70,9 @@ def _written_back(sandbox: Sandbox, ids: set[str], since: dt.datetime) -> int:
     )
 
 
-def _landing(
-    sandbox: Sandbox, killed: Outcome, batch: set[str], since: dt.datetime
-) -> tuple[str, float]:
+def _landing(sandbox: Sandbox, batch: set[str], since: dt.datetime) -> tuple[str, float]:
     """Where a kill landed for its batch, read from the ERP and the portal right after it, and
     the share of the batch still without its ERP number on the portal."""
-    if killed.returncode >= 0:
-        return "after the run had ended", 1.0 - _written_back(sandbox, batch, since) / len(batch)
     posted = len(_erp_refs(sandbox) & batch)
     if posted == 0:
         return "before the ERP commit", 1.0
@@ -115,7 +111,7 @@ def _calibrate(sandbox: Sandbox, ids: list[str]) -> tuple[float, float]:
 
 
 def _trials(plan: Plan, part: int, trials: int) -> list[Row]:
-    rng = Random(plan.seed * 100 + part)
+    rng = Random(f"{plan.seed}:kill:{part}")
     row = Row(f"kill -9 during a {plan.orders:,}-order intake")
     started = time.monotonic()
     landed = dict.fromkeys(LANDINGS, 0)
@@ -137,27 +133,32 @@ def _trials(plan: Plan, part: int, trials: int) -> list[Row]:
             since = utc_now() - dt.timedelta(minutes=1)
             ids = sandbox.place_orders(plan.orders, rng)
             batch = set(ids)
-            left, longest = 1.0, span
+            left = 1.0
             kills = 0
-            # A run that ended before its kill was not killed: not a trial. The next draw is
-            # kept inside that run's length, and at most as many misses as trials are allowed.
-            while kills < chain and missed < trials:
+            while kills < chain:
                 running = sandbox.start("run", "--format", "json")
-                upper = min(longest, commit_at + (span - commit_at) * left)
+                upper = commit_at + (span - commit_at) * left
                 lower = min(commit_at, upper) / 2
                 if kills == 0 and intakes % 2 == 0:
                     # Every other intake's first kill is aimed at the ERP commit itself (the
                     # orders are in the ERP, none carries its number yet): a moment a few
                     # seconds long that a draw over the whole run seldom hits.
                     lower, upper = 0.9 * commit_at, commit_at + 0.15 * (span - commit_at)
-                time.sleep(rng.uniform(lower, upper))
+                try:
+                    running.process.wait(timeout=rng.uniform(lower, upper))
+                    ended_first = True
+                except subprocess.TimeoutExpired:
+                    ended_first = False
                 running.kill9()
                 outcome = running.wait()
-                where, left = _landing(sandbox, outcome, batch, since)
-                if where == LANDINGS[-1]:
+                if ended_first or outcome.returncode >= 0:
+                    # The run finished before its kill: not a trial, and this intake has
+                    # nothing left to kill a run on. Its kills go to a fresh intake (at most
+                    # as many such misses as trials, so the loop ends).
                     missed += 1
-                    longest = min(longest, outcome.seconds)
-                    continue
+                    trials_left += chain - kills
+                    break
+                where, left = _landing(sandbox, batch, since)
                 landed[where] += 1
                 kills += 1
             recovered, outcomes = sandbox.recover()
@@ -175,7 +176,12 @@ def _trials(plan: Plan, part: int, trials: int) -> list[Row]:
         f"sandbox {part + 1}: {row.trials} kills on {intakes} intakes of {plan.orders:,} orders; "
         "landed "
         + ", ".join(f"{n} {where}" for where, n in landed.items() if n)
-        + (f"; {missed} drawn after the run had already ended, drawn again" if missed else "")
+        + (
+            f"; {missed} drawn after the run had already ended: not counted, the kills left "
+            "moved to a fresh intake"
+            if missed
+            else ""
+        )
     )
     if row.trials < trials:
         row.notes.append(f"only {row.trials} of {trials} kills landed while a run was going")

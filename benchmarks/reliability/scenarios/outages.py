@@ -121,8 +121,8 @@ def portal_gone(plan: Plan, sandbox: Sandbox, rng: Random, span: float) -> Row:
 Outage = Callable[[Plan, Sandbox, Random, float], Row]
 
 
-def _row(plan: Plan, outage: Outage, index: int) -> list[Row]:
-    rng = Random(plan.seed * 10 + index)
+def _row(plan: Plan, outage: Outage) -> list[Row]:
+    rng = Random(f"{plan.seed}:outages:{outage.__name__}")
     with Sandbox("outages") as sandbox:
         sandbox.prepare()
         # How long a run of this many orders takes, to aim the outage at its order intake.
@@ -141,7 +141,7 @@ def parts(plan: Plan) -> list[Callable[[], list[Row]]]:
     # The ci size leaves the ERP lock out: it cannot be shorter than the gateway's 30 s wait.
     outages: list[Outage] = [erp_locked] if plan.erp_lock_seconds else []
     outages.append(portal_gone)
-    return [partial(_row, plan, outage, index) for index, outage in enumerate(outages)]
+    return [partial(_row, plan, outage) for outage in outages]
 
 
 def run(plan: Plan) -> list[Row]:

@@ -65,7 +65,7 @@ def overlapping(plan: Plan, sandbox: Sandbox, rng: Random, runs: int) -> Row:
 
 
 def _row(plan: Plan, runs: int) -> list[Row]:
-    rng = Random(plan.seed * 10 + runs)
+    rng = Random(f"{plan.seed}:overlap:{runs}")
     with Sandbox("overlap") as sandbox:
         sandbox.prepare()
         row = overlapping(plan, sandbox, rng, runs)
