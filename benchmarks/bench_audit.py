@@ -13,7 +13,8 @@ Floors:
   store makes them, but no chain (hash columns empty), no checkpoint, no anchor.
 - **append, hashes given** (to explain the first ratio, not to replace it): the same INSERT with
   the hash columns filled from the chain the append wrote, so what storing 64-character hex
-  digests twice a row costs is in the floor and the rest is what the chain itself costs.
+  digests twice a row costs is in the floor and the rest is what the chain itself costs
+  (measured after the pairs, from the first trial's chain, best of as many runs).
 - **verify**: one DuckDB query recomputing ``sha256(prev_hash || canonical)`` for every row, the
   check an auditor would write by hand (no links, seals, ledger or anchors).
 
