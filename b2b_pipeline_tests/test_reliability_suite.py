@@ -10,8 +10,8 @@ run, tampering with the audit file, and the secret scan over all of it. Conserva
 counted from the portal and the ERP themselves (``benchmarks/reliability/tally.py``).
 
 Not here, for time: the ``dg dev`` variant of the kill trials (``scripts/reliability --only
-daemon``) and the full sizes (30 kills on 10 intakes of 1,000 orders, 10,000 hostile purchases,
-each fault kind on its own).
+daemon``) and the full sizes (30 kills on 10 or more intakes of 1,000 orders, 10,000 hostile
+purchases, each fault kind on its own).
 """
 
 from __future__ import annotations

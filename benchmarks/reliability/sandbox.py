@@ -21,13 +21,15 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from random import Random
 from typing import IO, Any
 
 import requests
+
+from benchmarks.reliability.report import Row
 
 B2B = str(Path(sys.executable).with_name("b2b-pipeline"))
 SITE_ID = "reliability-site"
@@ -396,6 +398,21 @@ class Sandbox:
         found = sorted(set(places))
         SCANS.append(Scan(self.root.name, len(needles.tokens), len(self.outputs), found))
         return found
+
+
+def in_own_sandbox(
+    name: str, body: Callable[[Sandbox], Row], *, close_packs: bool = True
+) -> list[Row]:
+    """One scenario row in a sandbox of its own (prepared with the master data), then the
+    secret scan over it: a part the suite can run beside the others."""
+    with Sandbox(name) as sandbox:
+        sandbox.prepare()
+        row = body(sandbox)
+        leaks = sandbox.secret_leaks(close_packs=close_packs)
+    if leaks:
+        row.notes.append(f"the client secret appears in: {', '.join(leaks)}")
+        row.failed = True
+    return [row]
 
 
 def _order_metadata(outcome: Outcome) -> dict[str, Any] | None:

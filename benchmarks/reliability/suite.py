@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from benchmarks.reliability.plan import Plan
 from benchmarks.reliability.report import Row, merged
 from benchmarks.reliability.sandbox import SCANS
-from benchmarks.reliability.scenarios import FULL_ONLY, SCENARIOS, Part, parts
+from benchmarks.reliability.scenarios import FULL_ONLY, SCENARIOS, Part
 
 # Started first: the longest (kill), then those that mostly wait, so that their waiting
 # overlaps the CPU-bound scenarios started after them.
@@ -50,7 +50,7 @@ def run_suite(plan: Plan, names: Sequence[str] | None = None) -> list[Row]:
         return rows
 
     order = sorted(chosen, key=lambda n: FIRST.index(n) if n in FIRST else len(FIRST))
-    pieces = {name: parts(name, plan) for name in chosen}
+    pieces = {name: SCENARIOS[name](plan) for name in chosen}
     with ThreadPoolExecutor(max(1, plan.lanes)) as pool:
         futures = {
             name: [

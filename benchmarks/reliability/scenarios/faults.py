@@ -25,7 +25,7 @@ from typing import Any
 from benchmarks.reliability.plan import Plan
 from benchmarks.reliability.proxy import ProxyFaults
 from benchmarks.reliability.report import Row
-from benchmarks.reliability.sandbox import Sandbox
+from benchmarks.reliability.sandbox import Sandbox, in_own_sandbox
 from benchmarks.reliability.tally import count, take_snapshot
 
 RATE = 0.2
@@ -105,24 +105,12 @@ def run_one(plan: Plan, sandbox: Sandbox, fault: Fault, rng: Random) -> Row:
     return row
 
 
-def _row(plan: Plan, fault: Fault) -> list[Row]:
-    rng = Random(f"{plan.seed}:faults:{fault.name}")
-    with Sandbox("faults") as sandbox:
-        sandbox.prepare()
-        row = run_one(plan, sandbox, fault, rng)
-        leaks = sandbox.secret_leaks()
-    if leaks:
-        row.notes.append(f"secrets found: {', '.join(leaks)}")
-        row.failed = True
-    return [row]
+def _row(plan: Plan, fault: Fault, sandbox: Sandbox) -> Row:
+    return run_one(plan, sandbox, fault, Random(f"{plan.seed}:faults:{fault.name}"))
 
 
 def parts(plan: Plan) -> list[Callable[[], list[Row]]]:
     """One part per fault row (``plan.fault_rows`` chooses; all of them by default)."""
     wanted = plan.fault_rows
     chosen = [f for f in faults(plan.seed) if not wanted or f.name.startswith(wanted)]
-    return [partial(_row, plan, fault) for fault in chosen]
-
-
-def run(plan: Plan) -> list[Row]:
-    return [row for part in parts(plan) for row in part()]
+    return [partial(in_own_sandbox, "faults", partial(_row, plan, fault)) for fault in chosen]

@@ -1,8 +1,8 @@
 """``kill -9`` of a run at a random moment of a 1,000-order intake, then plain runs.
 
-One sandbox for every trial: each trial places a fresh batch of orders, starts ``b2b-pipeline
-run``, kills its process group with SIGKILL at a random moment, then lets the next runs do
-what the schedules would. Each trial is counted on its own orders.
+Each trial starts ``b2b-pipeline run``, kills its process group with SIGKILL at a random moment
+and reads where the kill landed; then the next runs do what the schedules would. Trials are
+counted on the orders of their intake.
 
 Trials come in chains of ``plan.kill_chain`` on one intake: a fresh batch of orders is placed,
 the run that takes it is killed, then the run after it (as the schedule would start it, on
@@ -137,8 +137,7 @@ def _trials(plan: Plan, part: int, trials: int) -> list[Row]:
             kills = 0
             while kills < chain:
                 running = sandbox.start("run", "--format", "json")
-                upper = commit_at + (span - commit_at) * left
-                lower = min(commit_at, upper) / 2
+                lower, upper = commit_at / 2, commit_at + (span - commit_at) * left
                 if kills == 0 and intakes % 2 == 0:
                     # Every other intake's first kill is aimed at the ERP commit itself (the
                     # orders are in the ERP, none carries its number yet): a moment a few
@@ -209,7 +208,3 @@ def parts(plan: Plan) -> list[Callable[[], list[Row]]]:
     for extra in range(plan.kill_trials % plan.kill_parts):
         shares[extra] += 1
     return [partial(_trials, plan, part, trials) for part, trials in enumerate(shares) if trials]
-
-
-def run(plan: Plan) -> list[Row]:
-    return [row for part in parts(plan) for row in part()]

@@ -28,7 +28,7 @@ from random import Random
 
 from benchmarks.reliability.plan import Plan
 from benchmarks.reliability.report import Row
-from benchmarks.reliability.sandbox import Outcome, Sandbox
+from benchmarks.reliability.sandbox import Outcome, Sandbox, in_own_sandbox
 from benchmarks.reliability.tally import count, take_snapshot
 
 
@@ -121,28 +121,20 @@ def portal_gone(plan: Plan, sandbox: Sandbox, rng: Random, span: float) -> Row:
 Outage = Callable[[Plan, Sandbox, Random, float], Row]
 
 
-def _row(plan: Plan, outage: Outage) -> list[Row]:
+def _row(plan: Plan, outage: Outage, sandbox: Sandbox) -> Row:
     rng = Random(f"{plan.seed}:outages:{outage.__name__}")
-    with Sandbox("outages") as sandbox:
-        sandbox.prepare()
-        # How long a run of this many orders takes, to aim the outage at its order intake.
-        sandbox.place_orders(plan.orders, rng)
-        calibration = sandbox.run()
-        span = calibration.seconds if calibration.returncode == 0 else 10.0
-        row = outage(plan, sandbox, rng, span)
-        leaks = sandbox.secret_leaks(close_packs=False)
-    if leaks:
-        row.notes.append(f"the client secret appears in: {', '.join(leaks)}")
-        row.failed = True
-    return [row]
+    # How long a run of this many orders takes, to aim the outage at its order intake.
+    sandbox.place_orders(plan.orders, rng)
+    calibration = sandbox.run()
+    span = calibration.seconds if calibration.returncode == 0 else 10.0
+    return outage(plan, sandbox, rng, span)
 
 
 def parts(plan: Plan) -> list[Callable[[], list[Row]]]:
     # The ci size leaves the ERP lock out: it cannot be shorter than the gateway's 30 s wait.
     outages: list[Outage] = [erp_locked] if plan.erp_lock_seconds else []
     outages.append(portal_gone)
-    return [partial(_row, plan, outage) for outage in outages]
-
-
-def run(plan: Plan) -> list[Row]:
-    return [row for part in parts(plan) for row in part()]
+    return [
+        partial(in_own_sandbox, "outages", partial(_row, plan, outage), close_packs=False)
+        for outage in outages
+    ]

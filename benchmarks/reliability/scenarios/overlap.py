@@ -17,7 +17,7 @@ from random import Random
 
 from benchmarks.reliability.plan import Plan
 from benchmarks.reliability.report import Row
-from benchmarks.reliability.sandbox import Outcome, Sandbox
+from benchmarks.reliability.sandbox import Outcome, Sandbox, in_own_sandbox
 from benchmarks.reliability.tally import count, take_snapshot
 
 READERS = (("exceptions", "list", "--format", "json"), ("audit", "verify"))
@@ -64,22 +64,13 @@ def overlapping(plan: Plan, sandbox: Sandbox, rng: Random, runs: int) -> Row:
     return row
 
 
-def _row(plan: Plan, runs: int) -> list[Row]:
-    rng = Random(f"{plan.seed}:overlap:{runs}")
-    with Sandbox("overlap") as sandbox:
-        sandbox.prepare()
-        row = overlapping(plan, sandbox, rng, runs)
-        leaks = sandbox.secret_leaks(close_packs=False)
-    if leaks:
-        row.notes.append(f"the client secret appears in: {', '.join(leaks)}")
-        row.failed = True
-    return [row]
+def _row(plan: Plan, runs: int, sandbox: Sandbox) -> Row:
+    return overlapping(plan, sandbox, Random(f"{plan.seed}:overlap:{runs}"), runs)
 
 
 def parts(plan: Plan) -> list[Callable[[], list[Row]]]:
     """One part per row (each its own sandbox), so that the suite runs them side by side."""
-    return [partial(_row, plan, runs) for runs in plan.overlap_runs]
-
-
-def run(plan: Plan) -> list[Row]:
-    return [row for part in parts(plan) for row in part()]
+    return [
+        partial(in_own_sandbox, "overlap", partial(_row, plan, runs), close_packs=False)
+        for runs in plan.overlap_runs
+    ]
